@@ -1,0 +1,51 @@
+namespace RequestMigration.Discovery.Etcd;
+
+/// <summary>Options of the etcd backend.</summary>
+public sealed class EtcdStoreOptions
+{
+    /// <summary>Environment variable with comma-separated endpoints.</summary>
+    public const string EndpointsEnvironmentVariable = "ETCD_ENDPOINTS";
+
+    /// <summary>etcd endpoints (<c>ETCD_ENDPOINTS</c>, comma-separated); default <c>http://127.0.0.1:2379</c>.</summary>
+    public IList<Uri> Endpoints { get; set; } = [new Uri("http://127.0.0.1:2379")];
+
+    /// <summary>Deadline of each etcd call, so a dead etcd fails fast. Default 2 s.</summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Parses a comma-separated endpoint list; each must be an absolute http or https URI.</summary>
+    /// <exception cref="ArgumentException">An entry is not such a URI; the message names it.</exception>
+    public static IList<Uri> ParseEndpoints(string value)
+    {
+        var list = new List<Uri>();
+        foreach (var raw in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!Uri.TryCreate(raw, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps) || uri.Port <= 0)
+            {
+                throw new ArgumentException($"{EndpointsEnvironmentVariable}: '{raw}' is not an endpoint like http://127.0.0.1:2379", EndpointsEnvironmentVariable);
+            }
+
+            list.Add(uri);
+        }
+
+        if (list.Count == 0)
+        {
+            throw new ArgumentException($"{EndpointsEnvironmentVariable}='{value}' names no endpoint", EndpointsEnvironmentVariable);
+        }
+
+        return list;
+    }
+
+    /// <summary>Rejects values that cannot work, naming the option.</summary>
+    public void Validate()
+    {
+        if (Endpoints is null || Endpoints.Count == 0)
+        {
+            throw new ArgumentException("etcd: at least one endpoint is required", nameof(Endpoints));
+        }
+
+        if (CallTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(CallTimeout), CallTimeout, "etcd call timeout must be positive");
+        }
+    }
+}

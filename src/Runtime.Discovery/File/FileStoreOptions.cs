@@ -1,0 +1,41 @@
+namespace RequestMigration.Discovery.File;
+
+/// <summary>Options of the shared-directory store.</summary>
+public sealed class FileStoreOptions
+{
+    /// <summary>Environment variable naming the root directory.</summary>
+    public const string RootEnvironmentVariable = "DYN_FILE_KV";
+
+    /// <summary>
+    /// Root directory shared by every process of a deployment (<c>DYN_FILE_KV</c>); when empty,
+    /// <c>dynamo_store_kv</c> under the system temp directory.
+    /// </summary>
+    public string? Root { get; set; }
+
+    /// <summary>
+    /// How long a file lives without its owner refreshing it. Any process treats older files as gone and
+    /// removes them, which cleans up after crashed processes. Default 10 s.
+    /// </summary>
+    public TimeSpan Ttl { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a watch rescans the directory even without a file-system event. Default 1 s.</summary>
+    public TimeSpan RescanInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The root actually used.</summary>
+    public string ResolveRoot() =>
+        string.IsNullOrWhiteSpace(Root) ? Path.Combine(Path.GetTempPath(), "dynamo_store_kv") : Path.GetFullPath(Root);
+
+    /// <summary>Rejects values that cannot work, naming the option.</summary>
+    public void Validate()
+    {
+        if (Ttl < TimeSpan.FromSeconds(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Ttl), Ttl, "file store TTL must be at least 1 s");
+        }
+
+        if (RescanInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RescanInterval), RescanInterval, "file store rescan interval must be positive");
+        }
+    }
+}

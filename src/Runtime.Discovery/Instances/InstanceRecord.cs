@@ -1,0 +1,43 @@
+using System.Text.Json.Serialization;
+
+namespace RequestMigration.Discovery.Instances;
+
+/// <summary>What an instance publishes about itself under <c>v1/instances/{ns}/{component}/{endpoint}/{id:x}</c>.</summary>
+public sealed record InstanceRecord
+{
+    /// <summary>The instance id (the etcd lease id on etcd, a random 64-bit number on file and mem).</summary>
+    [JsonPropertyName("instance_id")]
+    public required ulong InstanceId { get; init; }
+
+    /// <summary>Namespace of the endpoint.</summary>
+    [JsonPropertyName("namespace")]
+    public required string Namespace { get; init; }
+
+    /// <summary>Component of the endpoint.</summary>
+    [JsonPropertyName("component")]
+    public required string Component { get; init; }
+
+    /// <summary>Endpoint name.</summary>
+    [JsonPropertyName("endpoint")]
+    public required string Endpoint { get; init; }
+
+    /// <summary>The transport the instance serves on: <c>quic</c> or <c>tcp</c>.</summary>
+    [JsonPropertyName("transport")]
+    public required string Transport { get; init; }
+
+    /// <summary>Where to connect: <c>host:port</c>.</summary>
+    [JsonPropertyName("address")]
+    public required string Address { get; init; }
+
+    /// <summary>Free-form labels (e.g. a server name or a role).</summary>
+    [JsonPropertyName("metadata")]
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The endpoint this record belongs to.</summary>
+    [JsonIgnore]
+    public EndpointId EndpointId => new(Namespace, Component, Endpoint);
+}
+
+[JsonSerializable(typeof(InstanceRecord))]
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+internal sealed partial class DiscoveryJsonContext : JsonSerializerContext;

@@ -1,0 +1,217 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace RequestMigration.Discovery.Instances;
+
+/// <summary>
+/// Owns one process's primary lease and the instance records bound to it: keeps the lease alive at
+/// about TTL/3, and when the lease is lost (for example after a store outage longer than the TTL)
+/// grants a new one and writes every record again, without the caller noticing. The instance id
+/// stays the same for the life of the registrar.
+/// </summary>
+public sealed partial class InstanceRegistrar : IAsyncDisposable
+{
+    private readonly InstanceRegistry _registry;
+    private readonly IKeyValueStore _store;
+    private readonly TimeSpan _ttl;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, InstanceRecord> _records = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private Task _keepAlive = Task.CompletedTask;
+    private long _leaseId;
+    private bool _disposed;
+
+    private InstanceRegistrar(InstanceRegistry registry, TimeSpan ttl, TimeProvider time, ILogger logger)
+    {
+        _registry = registry;
+        _store = registry.Store;
+        _ttl = ttl;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>The id this process's instances are registered under.</summary>
+    public ulong InstanceId { get; private set; }
+
+    /// <summary>The current lease (changes when a lost lease is replaced).</summary>
+    public long LeaseId => Interlocked.Read(ref _leaseId);
+
+    /// <summary>
+    /// Grants the primary lease and starts keeping it alive. On etcd the instance id is the lease id;
+    /// on other stores it is a random 64-bit number.
+    /// </summary>
+    public static async Task<InstanceRegistrar> StartAsync(
+        InstanceRegistry registry,
+        TimeSpan leaseTtl,
+        TimeProvider? timeProvider = null,
+        ILogger<InstanceRegistrar>? logger = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentOutOfRangeException.ThrowIfLessThan(leaseTtl, TimeSpan.FromSeconds(1));
+        var r = new InstanceRegistrar(registry, leaseTtl, timeProvider ?? TimeProvider.System, (ILogger?)logger ?? NullLogger.Instance);
+        r._leaseId = await r._store.GrantLeaseAsync(leaseTtl, cancellationToken).ConfigureAwait(false);
+        r.InstanceId = r._store.Name == "etcd" ? (ulong)r._leaseId : NonZeroRandom();
+        r._keepAlive = r.KeepAliveLoopAsync(r._stop.Token);
+        return r;
+    }
+
+    /// <summary>Writes a record (its <see cref="InstanceRecord.InstanceId"/> must be <see cref="InstanceId"/>) bound to the lease.</summary>
+    public async Task RegisterAsync(InstanceRecord record, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record.InstanceId != InstanceId)
+        {
+            throw new ArgumentException($"record instance id {record.InstanceId:x} is not this registrar's {InstanceId:x}", nameof(record));
+        }
+
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _records[InstanceKeys.Key(record.EndpointId, record.InstanceId)] = record;
+        }
+
+        await _registry.PutAsync(record, LeaseId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Deletes every record this registrar wrote (first step of a graceful shutdown).</summary>
+    public async Task DeregisterAllAsync(CancellationToken cancellationToken = default)
+    {
+        List<InstanceRecord> records;
+        lock (_gate)
+        {
+            records = [.. _records.Values];
+            _records.Clear();
+        }
+
+        foreach (var r in records)
+        {
+            try
+            {
+                await _registry.DeleteAsync(r.EndpointId, r.InstanceId, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // The lease revoke (or its expiry) removes the key anyway.
+                LogDeregisterFailed(r.EndpointId.Path, ex.Message);
+            }
+        }
+    }
+
+    /// <summary>Stops the keep-alive and revokes the lease, which removes every record bound to it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _keepAlive.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await _store.RevokeLeaseAsync(LeaseId, cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not ObjectDisposedException)
+        {
+            LogRevokeFailed(LeaseId, ex.Message);
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task KeepAliveLoopAsync(CancellationToken ct)
+    {
+        var period = TimeSpan.FromTicks(Math.Max(_ttl.Ticks / 3, TimeSpan.FromMilliseconds(300).Ticks));
+        var retry = TimeSpan.FromTicks(Math.Min(period.Ticks, TimeSpan.TicksPerSecond));
+        var failing = false;
+        while (!ct.IsCancellationRequested)
+        {
+            await Task.Delay(failing ? retry : period, _time, ct).ConfigureAwait(false);
+            try
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                deadline.CancelAfter(TimeSpan.FromTicks(Math.Max(period.Ticks, TimeSpan.TicksPerSecond)));
+                if (!await _store.KeepAliveAsync(LeaseId, deadline.Token).ConfigureAwait(false))
+                {
+                    await ReplaceLeaseAsync(deadline.Token).ConfigureAwait(false);
+                }
+
+                if (failing)
+                {
+                    LogRecovered(_store.Name);
+                    failing = false;
+                }
+            }
+            catch (Exception ex) when (!ct.IsCancellationRequested && ex is not ObjectDisposedException)
+            {
+                if (!failing)
+                {
+                    // Once per outage, not once per retry.
+                    LogKeepAliveFailed(_store.Name, LeaseId, ex.Message);
+                    failing = true;
+                }
+            }
+        }
+    }
+
+    private async Task ReplaceLeaseAsync(CancellationToken ct)
+    {
+        var old = LeaseId;
+        var lease = await _store.GrantLeaseAsync(_ttl, ct).ConfigureAwait(false);
+        Interlocked.Exchange(ref _leaseId, lease);
+        List<InstanceRecord> records;
+        lock (_gate)
+        {
+            records = [.. _records.Values];
+        }
+
+        foreach (var r in records)
+        {
+            await _registry.PutAsync(r, lease, ct).ConfigureAwait(false);
+        }
+
+        LogLeaseReplaced(old, lease, records.Count);
+    }
+
+    private static ulong NonZeroRandom()
+    {
+        ulong id;
+        do
+        {
+            id = (ulong)Random.Shared.NextInt64(long.MinValue, long.MaxValue);
+        }
+        while (id == 0);
+        return id;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: keep-alive of lease {LeaseId:x} on {Store} failed ({Reason}); instances stay registered locally and are re-registered when the store is back")]
+    private partial void LogKeepAliveFailed(string store, long leaseId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "discovery: {Store} reachable again")]
+    private partial void LogRecovered(string store);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: lease {OldLeaseId:x} was lost; granted lease {LeaseId:x} and re-registered {Count} instance record(s)")]
+    private partial void LogLeaseReplaced(long oldLeaseId, long leaseId, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: could not deregister {Endpoint} ({Reason})")]
+    private partial void LogDeregisterFailed(string endpoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: could not revoke lease {LeaseId:x} ({Reason}); it expires by itself")]
+    private partial void LogRevokeFailed(long leaseId, string reason);
+}

@@ -1,0 +1,318 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+
+namespace RequestMigration.Discovery.Memory;
+
+/// <summary>
+/// In-process store: honours lease TTLs (measured with the injected <see cref="TimeProvider"/>) and
+/// supports any number of watchers. Shared only by code in the same process, so it suits tests and
+/// single-process demos.
+/// </summary>
+public sealed class MemoryKeyValueStore : IKeyValueStore
+{
+    // Invariants, all guarded by _gate:
+    //  - _revision grows by one per change; every Entry.ModRevision and every event revision comes from it.
+    //  - a key bound to a lease is listed in that lease's Keys set, and vice versa.
+    //  - every change is written to every matching watcher channel while _gate is held, so each watcher
+    //    sees changes in revision order and none between its snapshot and its first live event is lost.
+    private readonly Lock _gate = new();
+    private readonly SortedDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, LeaseState> _leases = [];
+    private readonly List<Watcher> _watchers = [];
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
+    private long _revision;
+    private bool _disposed;
+
+    /// <summary>Creates an empty store.</summary>
+    /// <param name="timeProvider">Clock for lease expiry; defaults to the system clock.</param>
+    public MemoryKeyValueStore(TimeProvider? timeProvider = null)
+    {
+        _time = timeProvider ?? TimeProvider.System;
+        // Expired leases are also removed lazily on every call; the sweeper makes watchers see the
+        // deletes even when nobody calls in.
+        _sweeper = _time.CreateTimer(static s => ((MemoryKeyValueStore)s!).Sweep(), this, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
+    }
+
+    /// <inheritdoc />
+    public string Name => "mem";
+
+    /// <inheritdoc />
+    public ValueTask<KeyValueEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            return ValueTask.FromResult(_entries.TryGetValue(key, out var e) ? e.ToEntry(key) : null);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<IReadOnlyList<KeyValueEntry>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            return ValueTask.FromResult<IReadOnlyList<KeyValueEntry>>(Snapshot(prefix));
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask PutAsync(string key, ReadOnlyMemory<byte> value, long leaseId = 0, CancellationToken cancellationToken = default)
+    {
+        KeyValidation.ThrowIfInvalid(key);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            LeaseState? lease = null;
+            if (leaseId != 0 && !_leases.TryGetValue(leaseId, out lease))
+            {
+                throw new LeaseNotFoundException(leaseId);
+            }
+
+            if (_entries.TryGetValue(key, out var old) && old.LeaseId != 0 && old.LeaseId != leaseId
+                && _leases.TryGetValue(old.LeaseId, out var oldLease))
+            {
+                oldLease.Keys.Remove(key);
+            }
+
+            lease?.Keys.Add(key);
+            var copy = value.ToArray();
+            var rev = ++_revision;
+            _entries[key] = new Entry(copy, rev, leaseId);
+            Publish(new WatchEvent(WatchEventKind.Put, key, copy, rev));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            return ValueTask.FromResult(RemoveKey(key));
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            long id;
+            do
+            {
+                id = Random.Shared.NextInt64(1, long.MaxValue);
+            }
+            while (_leases.ContainsKey(id));
+
+            _leases[id] = new LeaseState(ttl, _time.GetUtcNow() + ttl);
+            return ValueTask.FromResult(id);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            if (!_leases.TryGetValue(leaseId, out var lease))
+            {
+                return ValueTask.FromResult(false);
+            }
+
+            lease.ExpiresAt = _time.GetUtcNow() + lease.Ttl;
+            return ValueTask.FromResult(true);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask RevokeLeaseAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            EndLease(leaseId);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<WatchEvent> WatchAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var channel = Channel.CreateUnbounded<WatchEvent>(new UnboundedChannelOptions { SingleReader = true });
+        var watcher = new Watcher(prefix, channel.Writer);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            ExpireLeases();
+            foreach (var e in Snapshot(prefix))
+            {
+                channel.Writer.TryWrite(new WatchEvent(WatchEventKind.Put, e.Key, e.Value, e.ModRevision));
+            }
+
+            channel.Writer.TryWrite(WatchEvent.SyncedMarker(_revision));
+            _watchers.Add(watcher);
+        }
+
+        try
+        {
+            await foreach (var ev in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                yield return ev;
+            }
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _watchers.Remove(watcher);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _disposed = true;
+            foreach (var w in _watchers)
+            {
+                w.Writer.TryComplete();
+            }
+
+            _watchers.Clear();
+        }
+
+        _sweeper.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private void Sweep()
+    {
+        lock (_gate)
+        {
+            if (!_disposed)
+            {
+                ExpireLeases();
+            }
+        }
+    }
+
+    private List<KeyValueEntry> Snapshot(string prefix)
+    {
+        var list = new List<KeyValueEntry>();
+        foreach (var (key, e) in _entries)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                list.Add(e.ToEntry(key));
+            }
+        }
+
+        return list;
+    }
+
+    private void ExpireLeases()
+    {
+        var now = _time.GetUtcNow();
+        List<long>? expired = null;
+        foreach (var (id, lease) in _leases)
+        {
+            if (lease.ExpiresAt <= now)
+            {
+                (expired ??= []).Add(id);
+            }
+        }
+
+        if (expired is not null)
+        {
+            foreach (var id in expired)
+            {
+                EndLease(id);
+            }
+        }
+    }
+
+    private void EndLease(long leaseId)
+    {
+        if (!_leases.Remove(leaseId, out var lease))
+        {
+            return;
+        }
+
+        foreach (var key in lease.Keys)
+        {
+            RemoveKey(key);
+        }
+    }
+
+    private bool RemoveKey(string key)
+    {
+        if (!_entries.Remove(key, out var old))
+        {
+            return false;
+        }
+
+        if (old.LeaseId != 0 && _leases.TryGetValue(old.LeaseId, out var lease))
+        {
+            lease.Keys.Remove(key);
+        }
+
+        Publish(new WatchEvent(WatchEventKind.Delete, key, ReadOnlyMemory<byte>.Empty, ++_revision));
+        return true;
+    }
+
+    private void Publish(WatchEvent ev)
+    {
+        foreach (var w in _watchers)
+        {
+            if (ev.Key.StartsWith(w.Prefix, StringComparison.Ordinal))
+            {
+                w.Writer.TryWrite(ev);
+            }
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private sealed record Entry(byte[] Value, long ModRevision, long LeaseId)
+    {
+        public KeyValueEntry ToEntry(string key) => new(key, Value, ModRevision, LeaseId);
+    }
+
+    private sealed class LeaseState(TimeSpan ttl, DateTimeOffset expiresAt)
+    {
+        public TimeSpan Ttl { get; } = ttl;
+
+        public DateTimeOffset ExpiresAt { get; set; } = expiresAt;
+
+        public HashSet<string> Keys { get; } = new(StringComparer.Ordinal);
+    }
+
+    private sealed record Watcher(string Prefix, ChannelWriter<WatchEvent> Writer);
+}
