@@ -12,6 +12,18 @@ public sealed class EtcdStoreOptions
     /// <summary>Deadline of each etcd call, so a dead etcd fails fast. Default 2 s.</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>First pause before a broken watch is re-established; doubles per failed attempt. Default 200 ms.</summary>
+    public TimeSpan WatchRetryInitialDelay { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Longest pause between attempts to re-establish a broken watch. Default 3 s.</summary>
+    public TimeSpan WatchRetryMaxDelay { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Idle time after which an HTTP/2 ping checks the connection of an open watch, so a silently dead
+    /// etcd (no TCP reset) is noticed. Default 10 s; etcd rejects pings more often than every 5 s.
+    /// </summary>
+    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Parses a comma-separated endpoint list; each must be an absolute http or https URI.</summary>
     /// <exception cref="ArgumentException">An entry is not such a URI; the message names it.</exception>
     public static IList<Uri> ParseEndpoints(string value)
@@ -46,6 +58,16 @@ public sealed class EtcdStoreOptions
         if (CallTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(CallTimeout), CallTimeout, "etcd call timeout must be positive");
+        }
+
+        if (WatchRetryInitialDelay <= TimeSpan.Zero || WatchRetryMaxDelay < WatchRetryInitialDelay)
+        {
+            throw new ArgumentOutOfRangeException(nameof(WatchRetryMaxDelay), WatchRetryMaxDelay, "etcd watch retry delays must be positive with max >= initial");
+        }
+
+        if (KeepAlivePingDelay < TimeSpan.FromSeconds(5))
+        {
+            throw new ArgumentOutOfRangeException(nameof(KeepAlivePingDelay), KeepAlivePingDelay, "etcd keep-alive ping delay must be at least 5 s (etcd's minimum)");
         }
     }
 }

@@ -1,0 +1,25 @@
+using System.Diagnostics.Metrics;
+
+namespace RequestMigration.Diagnostics;
+
+/// <summary>
+/// Instruments of the runtime, on the meter <c>RequestMigration</c> (listen with dotnet-counters or
+/// OpenTelemetry). Tags use the same names as log properties.
+/// </summary>
+public static class RuntimeMetrics
+{
+    /// <summary>The meter name.</summary>
+    public const string MeterName = "RequestMigration";
+
+    private static readonly Meter s_meter = new(MeterName, "1.0");
+
+    internal static readonly Counter<long> RequestsServed = s_meter.CreateCounter<long>("rm.server.requests", description: "Requests a server started handling");
+
+    internal static readonly Counter<long> StreamsRejected = s_meter.CreateCounter<long>("rm.server.rejected", description: "Streams rejected for bad input (malformed, oversized, unknown endpoint)");
+
+    internal static readonly Counter<long> Attempts = s_meter.CreateCounter<long>("rm.router.attempts", description: "Attempts made by routers");
+
+    internal static readonly Counter<long> Failovers = s_meter.CreateCounter<long>("rm.router.failovers", description: "Failed attempts retried on another instance");
+
+    internal static readonly Counter<long> InstancesInhibited = s_meter.CreateCounter<long>("rm.router.inhibited", description: "Instances reported down");
+}

@@ -1,0 +1,120 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using RequestMigration.Discovery;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Routing;
+using RequestMigration.Serialization;
+using RequestMigration.Serving;
+using RequestMigration.Transport;
+
+namespace RequestMigration;
+
+/// <summary>
+/// The entry point: owns the discovery store, the transports and the serializer, and creates endpoint
+/// servers and routers. One per process is typical. Works with or without dependency injection:
+/// <code>
+/// await using var runtime = new RequestMigrationRuntime(new RuntimeOptions().ApplyEnvironment());
+/// var server = runtime.CreateServer().AddEndpoint&lt;string, string&gt;(EndpointId.Parse("demo/backend/generate"), Handler);
+/// await server.StartAsync();
+/// </code>
+/// </summary>
+public sealed class RequestMigrationRuntime : IAsyncDisposable
+{
+    private readonly bool _ownsStore;
+    private readonly List<EndpointServer> _servers = [];
+    private readonly List<IAsyncDisposable> _routers = [];
+    private readonly Lock _gate = new();
+
+    /// <summary>Validates <paramref name="options"/> and opens the discovery store.</summary>
+    /// <param name="options">Settings; validated here.</param>
+    /// <param name="loggerFactory">Logging; none by default.</param>
+    /// <param name="timeProvider">Clock for leases, reconcile and timeouts; the system clock by default.</param>
+    /// <param name="serializer">Payload serializer; JSON by default.</param>
+    /// <param name="store">A store to use instead of the one <see cref="RuntimeOptions.Discovery"/> names (not disposed by the runtime).</param>
+    public RequestMigrationRuntime(RuntimeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null, IPayloadSerializer? serializer = null, IKeyValueStore? store = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        Time = timeProvider ?? TimeProvider.System;
+        Serializer = serializer ?? JsonPayloadSerializer.Default;
+        _ownsStore = store is null;
+        Store = store ?? KeyValueStoreFactory.Create(options.Discovery, Time, LoggerFactory);
+        Registry = new InstanceRegistry(Store, LoggerFactory.CreateLogger<InstanceRegistry>());
+        Transports = new TransportFactory(options, LoggerFactory.CreateLogger<TransportFactory>());
+    }
+
+    /// <summary>The validated options.</summary>
+    public RuntimeOptions Options { get; }
+
+    /// <summary>The discovery store.</summary>
+    public IKeyValueStore Store { get; }
+
+    /// <summary>Instance records in <see cref="Store"/>.</summary>
+    public InstanceRegistry Registry { get; }
+
+    internal ILoggerFactory LoggerFactory { get; }
+
+    internal TimeProvider Time { get; }
+
+    internal IPayloadSerializer Serializer { get; }
+
+    internal TransportFactory Transports { get; }
+
+    /// <summary>Creates a server; add endpoints to it, then start it. The runtime stops it when disposed.</summary>
+    public EndpointServer CreateServer()
+    {
+        var server = new EndpointServer(this);
+        lock (_gate)
+        {
+            _servers.Add(server);
+        }
+
+        return server;
+    }
+
+    /// <summary>Creates a router for <paramref name="endpoint"/>; it starts watching discovery at once.</summary>
+    /// <param name="endpoint">The endpoint to call.</param>
+    /// <param name="options">Router options (validated here); defaults plus <c>DYN_INHIBITED_DURATION_SECS</c> when omitted.</param>
+    public PushRouter<TRequest, TResponse> CreateRouter<TRequest, TResponse>(EndpointId endpoint, RouterOptions? options = null)
+    {
+        var router = new PushRouter<TRequest, TResponse>(this, endpoint, options ?? new RouterOptions().ApplyEnvironment());
+        lock (_gate)
+        {
+            _routers.Add(router);
+        }
+
+        return router;
+    }
+
+    /// <summary>Stops servers (gracefully), routers, connections and the store.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        List<EndpointServer> servers;
+        List<IAsyncDisposable> routers;
+        lock (_gate)
+        {
+            servers = [.. _servers];
+            routers = [.. _routers];
+            _servers.Clear();
+            _routers.Clear();
+        }
+
+        foreach (var s in servers)
+        {
+            await s.DisposeAsync().ConfigureAwait(false);
+        }
+
+        foreach (var r in routers)
+        {
+            await r.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await Transports.DisposeAsync().ConfigureAwait(false);
+        if (_ownsStore)
+        {
+            await Store.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,327 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using RequestMigration.Diagnostics;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Health;
+using RequestMigration.Transport;
+using RequestMigration.Wire;
+
+namespace RequestMigration.Routing;
+
+/// <summary>
+/// Sends requests of one endpoint to its instances and streams the responses back. When an attempt fails
+/// (the stream breaks, the connection is refused or lost, the server reports the stream incomplete) the
+/// router reports that instance down and immediately tries another available one, up to
+/// <see cref="RouterOptions.MaxAttempts"/>. Each failed attempt reaches the consumer as an error item
+/// (<see cref="Annotated{T}.IsError"/>), so it can tell attempts apart.
+/// </summary>
+/// <typeparam name="TRequest">Request type.</typeparam>
+/// <typeparam name="TResponse">Response item type.</typeparam>
+public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
+{
+    private readonly RequestMigrationRuntime _runtime;
+    private readonly RouterOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _watch;
+    private uint _next;
+
+    internal PushRouter(RequestMigrationRuntime runtime, EndpointId endpoint, RouterOptions options)
+    {
+        options.Validate();
+        _runtime = runtime;
+        _options = options;
+        Endpoint = endpoint;
+        _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
+        Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>());
+        _next = (uint)Random.Shared.Next();
+        _watch = WatchLoopAsync(_stop.Token);
+    }
+
+    /// <summary>The endpoint this router serves.</summary>
+    public EndpointId Endpoint { get; }
+
+    /// <summary>The instance view (<c>instance_source</c> / <c>instance_avail</c>).</summary>
+    public InstanceAvailability Instances { get; }
+
+    /// <summary>Waits until at least one instance is available.</summary>
+    /// <exception cref="TimeoutException">None within <paramref name="timeout"/>.</exception>
+    public Task WaitForInstancesAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        Instances.WaitForAvailableAsync(timeout, _runtime.Time, cancellationToken);
+
+    /// <summary>
+    /// Streams the response to <paramref name="request"/> from an instance chosen by the router's mode
+    /// (round robin or random), failing over as described on the class.
+    /// </summary>
+    /// <exception cref="NoInstancesException">No instance is available.</exception>
+    /// <exception cref="AttemptsExhaustedException">Every attempt failed.</exception>
+    /// <exception cref="EndpointFailedException">The endpoint rejected the request (not retried).</exception>
+    public IAsyncEnumerable<Annotated<TResponse>> GenerateAsync(TRequest request, CancellationToken cancellationToken = default)
+    {
+        if (_options.Mode == RouterMode.Direct)
+        {
+            throw new InvalidOperationException("this router is in direct mode: use DirectAsync with an instance id");
+        }
+
+        return RunAsync(request, null, cancellationToken);
+    }
+
+    /// <summary>Streams the response from one named instance (one attempt, no failover).</summary>
+    /// <exception cref="InstanceNotFoundException">Discovery does not know that instance.</exception>
+    public IAsyncEnumerable<Annotated<TResponse>> DirectAsync(TRequest request, ulong instanceId, CancellationToken cancellationToken = default) =>
+        RunAsync(request, instanceId, cancellationToken);
+
+    /// <summary>Takes an instance out of rotation until the next reconcile, logging why.</summary>
+    public void ReportInstanceDown(ulong instanceId, string error)
+    {
+        LogReportingDown(instanceId, error, Endpoint.Path);
+        Instances.ReportInstanceDown(instanceId);
+    }
+
+    /// <summary>Stops watching discovery.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _watch.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        Instances.Dispose();
+        _stop.Dispose();
+    }
+
+    private async IAsyncEnumerable<Annotated<TResponse>> RunAsync(TRequest request, ulong? direct, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var payload = new PooledBufferWriter();
+        _runtime.Serializer.Serialize(payload, request);
+        var requestId = Guid.NewGuid().ToString("N");
+        var attempts = direct is null ? _options.MaxAttempts : 1;
+        var lastError = string.Empty;
+        for (var attempt = 1; attempt <= attempts; attempt++)
+        {
+            var instance = Pick(direct);
+            RuntimeMetrics.Attempts.Add(1);
+            string? failure = null;
+            string? fatal = null;
+            var completed = false;
+            ClientStream? stream = null;
+            try
+            {
+                stream = await OpenAndSendAsync(instance, new RequestHeader(Endpoint.Path, requestId, attempt, ReadOnlyMemory<byte>.Empty), payload, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
+            {
+                throw new ArgumentException($"request to {Endpoint.Path} is too large: {ex.Message}", nameof(request), ex);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
+            {
+                failure = $"cannot reach instance {instance.InstanceId:x} at {instance.Address}: {ex.Message}";
+            }
+
+            if (stream is not null)
+            {
+                var clean = false;
+                try
+                {
+                    while (true)
+                    {
+                        bool got;
+                        try
+                        {
+                            got = await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        }
+                        catch (ProtocolException ex)
+                        {
+                            failure = $"{StreamErrors.StreamIncomplete} (instance sent {ex.Message})";
+                            break;
+                        }
+                        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
+                        {
+                            failure = StreamErrors.StreamIncomplete;
+                            break;
+                        }
+
+                        if (!got)
+                        {
+                            failure = StreamErrors.StreamIncomplete;
+                            break;
+                        }
+
+                        var type = stream.Reader.Type;
+                        if (type == FrameType.Data)
+                        {
+                            TResponse item;
+                            try
+                            {
+                                item = _runtime.Serializer.Deserialize<TResponse>(stream.Reader.Payload);
+                            }
+                            catch (Exception ex)
+                            {
+                                fatal = $"cannot decode a response item from instance {instance.InstanceId:x}: {ex.Message}";
+                                break;
+                            }
+
+                            yield return Annotated<TResponse>.FromData(item);
+                            continue;
+                        }
+
+                        if (type == FrameType.End)
+                        {
+                            completed = clean = true;
+                            break;
+                        }
+
+                        if (type == FrameType.Error)
+                        {
+                            clean = true;
+                            var (code, message) = stream.Reader.ReadError();
+                            if (StreamErrors.IsRetryable(code, message))
+                            {
+                                failure = message;
+                            }
+                            else
+                            {
+                                fatal = message;
+                            }
+
+                            break;
+                        }
+
+                        failure = $"{StreamErrors.StreamIncomplete} (instance sent an unexpected {type} frame)";
+                        break;
+                    }
+                }
+                finally
+                {
+                    // Only a stream that ended with its end or error frame may carry another request;
+                    // anything else (including the consumer leaving early) resets it, which cancels the handler.
+                    if (clean)
+                    {
+                        await stream.ReleaseAsync().ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await stream.DisposeAsync().ConfigureAwait(false);
+                    }
+                }
+            }
+
+            if (completed)
+            {
+                yield break;
+            }
+
+            if (fatal is not null)
+            {
+                throw new EndpointFailedException(fatal);
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            failure ??= StreamErrors.StreamIncomplete;
+            lastError = failure;
+            ReportInstanceDown(instance.InstanceId, failure);
+            yield return Annotated<TResponse>.FromError(failure);
+            if (attempt < attempts)
+            {
+                RuntimeMetrics.Failovers.Add(1);
+                LogRetrying(requestId, attempt + 1, attempts, Endpoint.Path);
+            }
+        }
+
+        throw new AttemptsExhaustedException(attempts, lastError);
+    }
+
+    private InstanceRecord Pick(ulong? direct)
+    {
+        if (direct is { } id)
+        {
+            return Instances.FindInSource(id) ?? throw new InstanceNotFoundException(id, Endpoint.Path);
+        }
+
+        var available = Instances.AvailableArray;
+        if (available.Length == 0)
+        {
+            throw new NoInstancesException(Endpoint.Path);
+        }
+
+        var index = _options.Mode == RouterMode.Random
+            ? Random.Shared.Next(available.Length)
+            : (int)(Interlocked.Increment(ref _next) % (uint)available.Length);
+        return available[index];
+    }
+
+    private async ValueTask<ClientStream> OpenAndSendAsync(InstanceRecord instance, RequestHeader header, PooledBufferWriter payload, CancellationToken cancellationToken)
+    {
+        var connector = _runtime.Transports.ConnectorFor(instance.Transport);
+        var stream = await connector.OpenAsync(instance.Address, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var output = stream.Writer.BeginFrame(FrameType.Request);
+            header.Write(output);
+            payload.WrittenMemory.Span.CopyTo(output.GetSpan(payload.WrittenCount));
+            output.Advance(payload.WrittenCount);
+            stream.Writer.EndFrame();
+            await stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return stream;
+        }
+        catch
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static bool IsTransportFailure(Exception ex) =>
+        ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException
+            or OperationCanceledException or System.Net.Quic.QuicException or FormatException;
+
+    private async Task WatchLoopAsync(CancellationToken ct)
+    {
+        var failures = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (var change in _runtime.Registry.WatchAsync(Endpoint, ct).ConfigureAwait(false))
+                {
+                    failures = 0;
+                    Instances.Apply(change);
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not ObjectDisposedException)
+            {
+                // Keep routing to the instances we last knew while discovery is unreachable.
+                if (failures++ == 0)
+                {
+                    LogWatchFailed(Endpoint.Path, ex.Message);
+                }
+            }
+
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 250 * (1 << Math.Min(failures, 5)))), _runtime.Time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reporting instance {InstanceId:x} down due to stream error: {Error} (endpoint={Endpoint})")]
+    private partial void LogReportingDown(ulong instanceId, string error, string endpoint);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "retrying request {RequestId}: attempt {Attempt} of {MaxAttempts} for endpoint={Endpoint}")]
+    private partial void LogRetrying(string requestId, int attempt, int maxAttempts, string endpoint);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery watch for endpoint={Endpoint} failed ({Reason}); routing to the last known instances until it recovers")]
+    private partial void LogWatchFailed(string endpoint, string reason);
+}

@@ -1,0 +1,135 @@
+using System.Globalization;
+using System.Net;
+using RequestMigration.Discovery;
+using RequestMigration.Transport;
+using RequestMigration.Transport.Tls;
+
+namespace RequestMigration;
+
+/// <summary>
+/// Settings of a <see cref="RequestMigrationRuntime"/>: discovery store, transport, TLS, limits. Bind from the
+/// <c>RequestMigration</c> configuration section and/or apply the <c>DYN_*</c> environment variables with
+/// <see cref="ApplyEnvironment"/>; <see cref="Validate"/> runs before anything starts.
+/// </summary>
+public sealed class RuntimeOptions
+{
+    /// <summary>Configuration section name used by the hosting extensions.</summary>
+    public const string SectionName = "RequestMigration";
+
+    /// <summary>Discovery store settings (<c>DYN_STORE_KV</c>, <c>DYN_FILE_KV</c>, <c>ETCD_ENDPOINTS</c>).</summary>
+    public DiscoveryOptions Discovery { get; set; } = new();
+
+    /// <summary>Transport servers listen on (<c>DYN_TRANSPORT</c>): auto (default), quic or tcp. Clients use whatever each instance advertises.</summary>
+    public TransportKind Transport { get; set; } = TransportKind.Auto;
+
+    /// <summary>Certificates (<c>DYN_TLS_CA_FILE</c>, <c>DYN_TLS_CERT_FILE</c>, <c>DYN_TLS_KEY_FILE</c>, <c>DYN_TLS_INSECURE</c>).</summary>
+    public TlsOptions Tls { get; set; } = new();
+
+    /// <summary>IP address servers listen on (<c>DYN_LISTEN_HOST</c>). Default 127.0.0.1.</summary>
+    public string ListenHost { get; set; } = "127.0.0.1";
+
+    /// <summary>Port servers listen on (<c>DYN_LISTEN_PORT</c>); 0 (default) picks a free one.</summary>
+    public int ListenPort { get; set; }
+
+    /// <summary>Host written into discovery records (<c>DYN_ADVERTISE_HOST</c>); default: the listen host.</summary>
+    public string? AdvertiseHost { get; set; }
+
+    /// <summary>Largest frame accepted or sent (<c>DYN_MAX_FRAME_BYTES</c>). Default 16 MiB.</summary>
+    public int MaxFrameSize { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Time allowed to connect and finish a TLS handshake. Default 5 s.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a stopping server lets in-flight streams finish (<c>DYN_DRAIN_TIMEOUT_SECS</c>). Default 10 s.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Applies the environment variables named on each property over the current values.</summary>
+    /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
+    public RuntimeOptions ApplyEnvironment(Func<string, string?>? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariable;
+        Discovery.ApplyEnvironment(environment);
+        if (environment("DYN_TRANSPORT") is { } transport)
+        {
+            Transport = TransportKinds.Parse(transport);
+        }
+
+        Tls.CaCertificateFile = environment("DYN_TLS_CA_FILE") is { Length: > 0 } ca ? ca : Tls.CaCertificateFile;
+        Tls.CertificateFile = environment("DYN_TLS_CERT_FILE") is { Length: > 0 } cert ? cert : Tls.CertificateFile;
+        Tls.PrivateKeyFile = environment("DYN_TLS_KEY_FILE") is { Length: > 0 } key ? key : Tls.PrivateKeyFile;
+        if (environment("DYN_TLS_INSECURE") is { Length: > 0 } insecure)
+        {
+            Tls.SkipServerCertificateValidation = EnvironmentValues.ParseBool("DYN_TLS_INSECURE", insecure);
+        }
+
+        ListenHost = environment("DYN_LISTEN_HOST") is { Length: > 0 } host ? host : ListenHost;
+        if (environment("DYN_LISTEN_PORT") is { Length: > 0 } port)
+        {
+            ListenPort = EnvironmentValues.ParseInt("DYN_LISTEN_PORT", port, 0, 65535);
+        }
+
+        AdvertiseHost = environment("DYN_ADVERTISE_HOST") is { Length: > 0 } adv ? adv : AdvertiseHost;
+        if (environment("DYN_MAX_FRAME_BYTES") is { Length: > 0 } max)
+        {
+            MaxFrameSize = EnvironmentValues.ParseInt("DYN_MAX_FRAME_BYTES", max, 1024, int.MaxValue);
+        }
+
+        if (environment("DYN_DRAIN_TIMEOUT_SECS") is { Length: > 0 } drain)
+        {
+            DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
+        }
+
+        return this;
+    }
+
+    /// <summary>Checks every value up front, naming the first bad one.</summary>
+    public void Validate()
+    {
+        Discovery.Validate();
+        if (!IPAddress.TryParse(ListenHost, out _))
+        {
+            throw new ArgumentException($"ListenHost (DYN_LISTEN_HOST) '{ListenHost}' is not an IP address", nameof(ListenHost));
+        }
+
+        if (ListenPort is < 0 or > 65535)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ListenPort), ListenPort, "must be 0..65535");
+        }
+
+        if (MaxFrameSize < 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxFrameSize), MaxFrameSize, "must be at least 1024 bytes");
+        }
+
+        if (ConnectTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "must be positive");
+        }
+
+        if (DrainTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DrainTimeout), DrainTimeout, "must not be negative");
+        }
+    }
+}
+
+/// <summary>Parses environment values with errors that name the variable.</summary>
+internal static class EnvironmentValues
+{
+    public static bool ParseBool(string name, string value) => value.Trim().ToLowerInvariant() switch
+    {
+        "1" or "true" or "yes" or "on" => true,
+        "0" or "false" or "no" or "off" or "" => false,
+        _ => throw new ArgumentException($"{name}='{value}' is not a boolean (true/false/1/0)", name),
+    };
+
+    public static int ParseInt(string name, string value, int min, int max) =>
+        int.TryParse(value.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new ArgumentException($"{name}='{value}' is not a whole number between {min} and {max}", name);
+
+    public static TimeSpan ParseSeconds(string name, string value) =>
+        double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 86_400
+            ? TimeSpan.FromSeconds(s)
+            : throw new ArgumentException($"{name}='{value}' is not a number of seconds between 0 and 86400", name);
+}

@@ -1,0 +1,262 @@
+using Microsoft.Extensions.Logging;
+using RequestMigration.Diagnostics;
+using RequestMigration.Transport;
+using RequestMigration.Wire;
+
+namespace RequestMigration.Serving;
+
+/// <summary>
+/// Serves the requests of one transport stream: a QUIC stream (one request) or a TCP connection (requests
+/// one after another). The read loop keeps reading while a handler runs, so a consumer that cancels,
+/// disconnects or resets is noticed at once and the handler's token fires.
+/// </summary>
+internal sealed partial class StreamSession
+{
+    private readonly EndpointServer _server;
+    private readonly IServerConnection _connection;
+    private readonly Stream _stream;
+    private readonly ILogger _logger;
+    private readonly FrameReader _reader;
+    private readonly FrameWriter _writer;
+    private readonly CancellationTokenSource _closed = new();
+    private volatile bool _busy;
+
+    public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
+    {
+        _server = server;
+        _connection = connection;
+        _stream = stream;
+        _logger = logger;
+        _reader = new FrameReader(stream, server.MaxFrameSize);
+        _writer = new FrameWriter(stream, server.MaxFrameSize);
+    }
+
+    public bool IsBusy => _busy;
+
+    /// <summary>Stops reading (used on idle sessions when the server drains).</summary>
+    public void Close() => _closed.Cancel();
+
+    public async Task RunAsync()
+    {
+        Task? current = null;
+        CancellationTokenSource? currentCts = null;
+        try
+        {
+            while (true)
+            {
+                bool got;
+                try
+                {
+                    got = await _reader.ReadAsync(_closed.Token).ConfigureAwait(false);
+                }
+                catch (ProtocolException ex)
+                {
+                    RuntimeMetrics.StreamsRejected.Add(1);
+                    LogBadInput(_connection.Id, _connection.Remote, ex.Message);
+                    if (current is null || current.IsCompleted)
+                    {
+                        await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // A response is being written; the stream is out of step, so reset it.
+                        _connection.Abort(_stream);
+                    }
+
+                    return;
+                }
+                catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException || ex is System.Net.Quic.QuicException)
+                {
+                    return;
+                }
+
+                if (!got)
+                {
+                    return;
+                }
+
+                if (current is { IsCompleted: false })
+                {
+                    RuntimeMetrics.StreamsRejected.Add(1);
+                    var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress";
+                    LogBadInput(_connection.Id, _connection.Remote, msg);
+                    _connection.Abort(_stream);
+                    return;
+                }
+
+                if (_reader.Type != FrameType.Request)
+                {
+                    RuntimeMetrics.StreamsRejected.Add(1);
+                    var msg = $"malformed stream: expected a Request frame, got {_reader.Type}";
+                    LogBadInput(_connection.Id, _connection.Remote, msg);
+                    await TrySendErrorAsync(ErrorCode.BadRequest, msg).ConfigureAwait(false);
+                    return;
+                }
+
+                currentCts?.Dispose();
+                currentCts = CancellationTokenSource.CreateLinkedTokenSource(_server.HardStopToken);
+                var start = await StartAsync(currentCts.Token).ConfigureAwait(false);
+                if (start is null)
+                {
+                    // Rejected with an error frame; a QUIC stream is done, a TCP connection can go on.
+                    if (_connection.IsMultiplexed)
+                    {
+                        return;
+                    }
+
+                    continue;
+                }
+
+                current = start;
+            }
+        }
+        finally
+        {
+            if (current is { IsCompleted: false })
+            {
+                // The consumer went away (or the stream broke): stop the handler promptly.
+                await currentCts!.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    await current.ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                }
+            }
+
+            currentCts?.Dispose();
+            _writer.Dispose();
+            await _reader.DisposeAsync().ConfigureAwait(false);
+            _closed.Dispose();
+        }
+    }
+
+    private async ValueTask<Task?> StartAsync(CancellationToken ct)
+    {
+        RequestHeader header;
+        System.Buffers.ReadOnlySequence<byte> payload;
+        try
+        {
+            header = RequestHeader.Read(_reader.Payload, out payload);
+        }
+        catch (ProtocolException ex)
+        {
+            await RejectAsync(ex.Code, ex.Message).ConfigureAwait(false);
+            return null;
+        }
+
+        var invoker = _server.FindEndpoint(header.EndpointPath);
+        if (invoker is null)
+        {
+            await RejectAsync(ErrorCode.UnknownEndpoint, $"unknown endpoint '{header.EndpointPath}' on instance {_server.InstanceId:x}", header.RequestId).ConfigureAwait(false);
+            return null;
+        }
+
+        if (_server.IsDraining)
+        {
+            await RejectAsync(ErrorCode.Unavailable, $"instance {_server.InstanceId:x} is shutting down", header.RequestId).ConfigureAwait(false);
+            return null;
+        }
+
+        var context = new RequestContext(invoker.Endpoint, header.RequestId, header.Attempt, header.Resume, _connection.Id, _server.InstanceId, ct);
+        Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run;
+        try
+        {
+            run = invoker.Prepare(payload, context);
+        }
+        catch (ProtocolException ex)
+        {
+            await RejectAsync(ex.Code, ex.Message, header.RequestId).ConfigureAwait(false);
+            return null;
+        }
+
+        RuntimeMetrics.RequestsServed.Add(1);
+        _busy = true;
+        return RunHandlerAsync(run, header, invoker.Endpoint.Path, ct);
+    }
+
+    private Task RejectAsync(ErrorCode code, string message, string? requestId = null)
+    {
+        RuntimeMetrics.StreamsRejected.Add(1);
+        LogRejected(_connection.Id, requestId ?? "?", message);
+        return TrySendErrorAsync(code, message);
+    }
+
+    private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, CancellationToken ct)
+    {
+        try
+        {
+            await run(_writer, _writer.FlushAsync, ct).ConfigureAwait(false);
+            _writer.WriteEnd();
+            await _writer.FlushAsync(ct).ConfigureAwait(false);
+            _connection.Complete(_stream);
+        }
+        catch (AbortStreamException ex)
+        {
+            LogAborted(header.RequestId, endpoint, ex.Message);
+            _connection.Abort(_stream);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            LogCancelled(header.RequestId, endpoint);
+            _connection.Abort(_stream);
+        }
+        catch (ProtocolException ex)
+        {
+            LogHandlerFailed(ex, header.RequestId, endpoint);
+            await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
+        }
+        catch (EndpointErrorException ex)
+        {
+            await TrySendErrorAsync(ErrorCode.Handler, ex.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException || ex is System.Net.Quic.QuicException)
+        {
+            // Writing failed: the consumer is gone. Nothing to tell anyone.
+            LogCancelled(header.RequestId, endpoint);
+        }
+        catch (Exception ex)
+        {
+            LogHandlerFailed(ex, header.RequestId, endpoint);
+            await TrySendErrorAsync(ErrorCode.Handler, $"endpoint handler failed ({ex.GetType().Name})").ConfigureAwait(false);
+        }
+        finally
+        {
+            _busy = false;
+            if (_server.IsDraining)
+            {
+                // Finished the last response this session will carry.
+                _closed.Cancel();
+            }
+        }
+    }
+
+    private async Task TrySendErrorAsync(ErrorCode code, string message)
+    {
+        try
+        {
+            _writer.WriteError(code, message);
+            await _writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            _connection.Complete(_stream);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException || ex is System.Net.Quic.QuicException)
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "server: bad input on {ConnectionId} from {Remote}: {Reason}")]
+    private partial void LogBadInput(string connectionId, string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "server: rejected request {RequestId} on {ConnectionId}: {Reason}")]
+    private partial void LogRejected(string connectionId, string requestId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "server: stream of request {RequestId} to {Endpoint} cut by handler ({Reason})")]
+    private partial void LogAborted(string requestId, string endpoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "server: request {RequestId} to {Endpoint} cancelled (consumer gone or server stopping)")]
+    private partial void LogCancelled(string requestId, string endpoint);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "server: handler of {Endpoint} failed for request {RequestId}")]
+    private partial void LogHandlerFailed(Exception ex, string requestId, string endpoint);
+}

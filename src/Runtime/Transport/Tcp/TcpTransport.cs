@@ -1,0 +1,288 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using RequestMigration.Transport.Tls;
+using RequestMigration.Wire;
+
+namespace RequestMigration.Transport.Tcp;
+
+/// <summary>
+/// TCP + TLS listener. Handshakes run off the accept loop so a slow or hostile peer (say, one that sends
+/// garbage instead of a ClientHello) delays nobody; failed handshakes are logged and dropped.
+/// </summary>
+internal sealed partial class TcpTransportListener : ITransportListener
+{
+    private readonly Socket _socket;
+    private readonly TlsConfiguration _tls;
+    private readonly ILogger _logger;
+    private readonly Channel<IServerConnection> _ready = Channel.CreateUnbounded<IServerConnection>();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _acceptLoop;
+    private long _nextId;
+
+    public TcpTransportListener(IPEndPoint endpoint, TlsConfiguration tls, ILogger logger)
+    {
+        _tls = tls;
+        _logger = logger;
+        _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        _socket.Bind(endpoint);
+        _socket.Listen(512);
+        LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public ValueTask<IServerConnection> AcceptAsync(CancellationToken cancellationToken) => _ready.Reader.ReadAsync(cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        try
+        {
+            await _acceptLoop.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        _ready.Writer.TryComplete();
+        while (_ready.Reader.TryRead(out var c))
+        {
+            await c.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (SocketException ex)
+            {
+                // Transient (e.g. a peer reset before accept completed): keep accepting.
+                LogAcceptFailed(ex.Message);
+                continue;
+            }
+
+            _ = HandshakeAsync(client);
+        }
+    }
+
+    private async Task HandshakeAsync(Socket socket)
+    {
+        var id = $"tcp-{Interlocked.Increment(ref _nextId)}";
+        var remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        socket.NoDelay = true;
+        var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), timeout.Token).ConfigureAwait(false);
+            if (!_ready.Writer.TryWrite(new TcpServerConnection(id, remote, socket, ssl)))
+            {
+                await ssl.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            LogHandshakeFailed(id, remote, ex.Message);
+            await ssl.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "tcp: TLS handshake with {Remote} failed ({Reason}); connection {ConnectionId} dropped")]
+    private partial void LogHandshakeFailed(string connectionId, string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "tcp: accept failed ({Reason})")]
+    private partial void LogAcceptFailed(string reason);
+}
+
+/// <summary>One TCP connection: a single stream that carries requests one after another.</summary>
+internal sealed class TcpServerConnection(string id, string remote, Socket socket, SslStream stream) : IServerConnection
+{
+    private int _handedOut;
+
+    public string Id => id;
+
+    public string Remote => remote;
+
+    public bool IsMultiplexed => false;
+
+    public ValueTask<Stream?> AcceptStreamAsync(CancellationToken cancellationToken) =>
+        ValueTask.FromResult<Stream?>(Interlocked.Exchange(ref _handedOut, 1) == 0 ? stream : null);
+
+    public void Abort(Stream s)
+    {
+        // Linger 0 makes Close send RST: the client sees the connection reset, as after a crash.
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+
+        socket.Dispose();
+    }
+
+    public void Complete(Stream s)
+    {
+    }
+
+    public ValueTask DisposeAsync() => stream.DisposeAsync();
+}
+
+/// <summary>
+/// Client side of TCP + TLS: idle connections are pooled per address and reused, one request at a time
+/// per connection. A connection is returned to the pool only after a response ended with its end or
+/// error frame; any other ending closes it, which the server sees as cancellation.
+/// </summary>
+internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout) : IClientConnector
+{
+    private const int MaxIdlePerAddress = 256;
+    private readonly ConcurrentDictionary<string, ConcurrentBag<TcpClientConnection>> _idle = new(StringComparer.Ordinal);
+    private long _nextId;
+    private volatile bool _disposed;
+
+    public string Name => TransportKinds.Tcp;
+
+    public async ValueTask<ClientStream> OpenAsync(string address, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var bag = _idle.GetOrAdd(address, static _ => []);
+        while (bag.TryTake(out var idle))
+        {
+            if (idle.IsReusable())
+            {
+                return idle.Rent(this, bag);
+            }
+
+            await idle.CloseAsync().ConfigureAwait(false);
+        }
+
+        var endpoint = await Addresses.ResolveAsync(address, cancellationToken).ConfigureAwait(false);
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SslStream? ssl = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(connectTimeout);
+            await socket.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
+            ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+            await ssl.AuthenticateAsClientAsync(tls.ClientOptions(Addresses.Split(address).Host), timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            await DisposeQuietly(ssl, socket).ConfigureAwait(false);
+            throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+        }
+        catch
+        {
+            await DisposeQuietly(ssl, socket).ConfigureAwait(false);
+            throw;
+        }
+
+        var conn = new TcpClientConnection($"tcp-c{Interlocked.Increment(ref _nextId)}", socket, ssl, maxFrameSize);
+        return conn.Rent(this, bag);
+    }
+
+    internal void Return(TcpClientConnection conn, ConcurrentBag<TcpClientConnection> bag)
+    {
+        if (_disposed || bag.Count >= MaxIdlePerAddress)
+        {
+            _ = conn.CloseAsync();
+            return;
+        }
+
+        bag.Add(conn);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _disposed = true;
+        foreach (var bag in _idle.Values)
+        {
+            while (bag.TryTake(out var c))
+            {
+                await c.CloseAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async ValueTask DisposeQuietly(SslStream? ssl, Socket socket)
+    {
+        if (ssl is not null)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+        }
+
+        socket.Dispose();
+    }
+}
+
+internal sealed class TcpClientConnection(string id, Socket socket, SslStream ssl, int maxFrameSize)
+{
+    public string Id => id;
+
+    public FrameReader Reader { get; } = new(ssl, maxFrameSize);
+
+    public FrameWriter Writer { get; } = new(ssl, maxFrameSize);
+
+    /// <summary>
+    /// An idle connection must have nothing to read: readable with no bytes means the server closed it
+    /// (restart, idle timeout), and unexpected bytes mean it is out of step. Either way, don't reuse it.
+    /// </summary>
+    public bool IsReusable()
+    {
+        try
+        {
+            return socket.Connected && !socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    public ClientStream Rent(TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag) => new Lease(this, owner, bag);
+
+    public async ValueTask CloseAsync()
+    {
+        Writer.Dispose();
+        await Reader.DisposeAsync().ConfigureAwait(false);
+        await ssl.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private sealed class Lease(TcpClientConnection conn, TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag) : ClientStream
+    {
+        public override string ConnectionId => conn.Id;
+
+        public override FrameReader Reader => conn.Reader;
+
+        public override FrameWriter Writer => conn.Writer;
+
+        protected override ValueTask OnReleaseAsync()
+        {
+            owner.Return(conn, bag);
+            return ValueTask.CompletedTask;
+        }
+
+        protected override ValueTask OnAbortAsync() => conn.CloseAsync();
+    }
+}

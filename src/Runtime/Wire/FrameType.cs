@@ -1,0 +1,65 @@
+namespace RequestMigration.Wire;
+
+/// <summary>
+/// Kinds of frame. Every frame is <c>[u32 payload length, big-endian][u8 type][payload]</c>.
+/// A request stream carries one <see cref="Request"/> from the client, then <see cref="Data"/> frames from
+/// the server ending in exactly one <see cref="End"/> or <see cref="Error"/>.
+/// </summary>
+public enum FrameType : byte
+{
+    /// <summary>Client to server: <see cref="RequestHeader"/> followed by the request payload.</summary>
+    Request = 1,
+
+    /// <summary>Server to client: one response item.</summary>
+    Data = 2,
+
+    /// <summary>Server to client: the response failed; <c>[u8 code][utf-8 message]</c>. Ends the response.</summary>
+    Error = 3,
+
+    /// <summary>Server to client: the response is complete. Empty payload.</summary>
+    End = 4,
+}
+
+/// <summary>Why a response failed; decides whether the router tries another instance.</summary>
+public enum ErrorCode : byte
+{
+    /// <summary>The stream ended before the response completed (<see cref="StreamErrors.StreamIncomplete"/>). Retried elsewhere.</summary>
+    StreamIncomplete = 1,
+
+    /// <summary>The endpoint's handler failed. Not retried: another instance would fail the same way.</summary>
+    Handler = 2,
+
+    /// <summary>The request was malformed (bad frame, bad header, undecodable payload). Not retried.</summary>
+    BadRequest = 3,
+
+    /// <summary>This instance does not serve the endpoint asked for. Retried elsewhere.</summary>
+    UnknownEndpoint = 4,
+
+    /// <summary>The instance is shutting down or overloaded. Retried elsewhere.</summary>
+    Unavailable = 5,
+
+    /// <summary>A frame exceeded the maximum frame size. Not retried.</summary>
+    FrameTooLarge = 6,
+}
+
+/// <summary>Well-known error texts.</summary>
+public static class StreamErrors
+{
+    /// <summary>
+    /// What a consumer sees when a response stream closes without its end frame (peer crash, reset, lost
+    /// connection). The router treats any error containing this text as a failed attempt.
+    /// </summary>
+    public const string StreamIncomplete = "Stream ended before generation completed";
+
+    /// <summary>Whether an error code means "try another instance".</summary>
+    public static bool IsRetryable(ErrorCode code, string? message) =>
+        code is ErrorCode.StreamIncomplete or ErrorCode.UnknownEndpoint or ErrorCode.Unavailable
+        || (message is not null && message.Contains(StreamIncomplete, StringComparison.Ordinal));
+}
+
+/// <summary>A peer broke the wire protocol (malformed, truncated or oversized frame).</summary>
+public sealed class ProtocolException(string message, ErrorCode code = ErrorCode.BadRequest) : IOException(message)
+{
+    /// <summary>The error code sent to the peer, when a response can still be sent.</summary>
+    public ErrorCode Code { get; } = code;
+}

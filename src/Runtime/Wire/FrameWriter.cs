@@ -1,0 +1,99 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace RequestMigration.Wire;
+
+/// <summary>
+/// Buffers frames and writes them to a stream in batches: callers append frames, then
+/// <see cref="FlushAsync"/> when they would otherwise wait (so a fast producer sends many frames per
+/// write and TLS record, and a slow one sends each frame at once). Not thread-safe: one writer per stream.
+/// </summary>
+internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
+{
+    /// <summary>Header size: u32 length + u8 type.</summary>
+    public const int HeaderSize = 5;
+
+    /// <summary>Past this much buffered data a flush is due regardless of the producer.</summary>
+    public const int FlushThreshold = 32 * 1024;
+
+    private readonly PooledBufferWriter _buffer = new();
+    private int _frameStart = -1;
+
+    public int Buffered => _buffer.WrittenCount;
+
+    /// <summary>Starts a frame; write its payload to the returned writer, then call <see cref="EndFrame"/>.</summary>
+    public IBufferWriter<byte> BeginFrame(FrameType type)
+    {
+        _frameStart = _buffer.WrittenCount;
+        var span = _buffer.GetSpan(HeaderSize);
+        span[4] = (byte)type;
+        _buffer.Advance(HeaderSize);
+        return _buffer;
+    }
+
+    /// <summary>Completes the frame begun last, writing its length.</summary>
+    /// <exception cref="ProtocolException">The payload exceeded the maximum frame size; the frame is dropped.</exception>
+    public void EndFrame()
+    {
+        var length = _buffer.WrittenCount - _frameStart - HeaderSize;
+        var start = _frameStart;
+        _frameStart = -1;
+        if (length > maxFrameSize)
+        {
+            // Drop the frame so the buffer stays well-formed; the caller reports the error instead.
+            TruncateTo(start);
+            throw new ProtocolException($"frame of {length} bytes exceeds the maximum frame size of {maxFrameSize} bytes", ErrorCode.FrameTooLarge);
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(_buffer.WrittenSpanMutable.Slice(start, 4), (uint)length);
+    }
+
+    /// <summary>Drops the frame begun last (its payload could not be produced).</summary>
+    public void CancelFrame()
+    {
+        if (_frameStart >= 0)
+        {
+            TruncateTo(_frameStart);
+            _frameStart = -1;
+        }
+    }
+
+    public void WriteEnd()
+    {
+        BeginFrame(FrameType.End);
+        EndFrame();
+    }
+
+    public void WriteError(ErrorCode code, string message)
+    {
+        var w = BeginFrame(FrameType.Error);
+        var max = Math.Min(Encoding.UTF8.GetByteCount(message), 4096);
+        var span = w.GetSpan(1 + max);
+        span[0] = (byte)code;
+        var n = Encoding.UTF8.GetBytes(message.Length > 4096 ? message[..4096] : message, span[1..]);
+        w.Advance(1 + Math.Min(n, max));
+        EndFrame();
+    }
+
+    public async ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        if (_buffer.WrittenCount == 0)
+        {
+            return;
+        }
+
+        await stream.WriteAsync(_buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        _buffer.Reset();
+    }
+
+    public void Dispose() => _buffer.Dispose();
+
+    private void TruncateTo(int count)
+    {
+        // PooledBufferWriter has no truncate; rewind by resetting and re-advancing over kept bytes.
+        _buffer.Reset();
+        _buffer.Advance(count);
+    }
+}

@@ -1,0 +1,108 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace RequestMigration.Wire;
+
+/// <summary>
+/// The header at the start of a <see cref="FrameType.Request"/> payload:
+/// <c>[u8 version=1][u16 len][endpoint path][u16 len][request id][u16 attempt][u32 len][resume bytes]</c>,
+/// then the request payload.
+/// </summary>
+/// <param name="EndpointPath">The endpoint asked for, <c>ns/component/endpoint</c>.</param>
+/// <param name="RequestId">Stable across attempts of one request, for logs and for de-duplication.</param>
+/// <param name="Attempt">1 for the first attempt, then 2, 3, …</param>
+/// <param name="Resume">Reserved for resuming a migrated request (what the consumer already received); empty otherwise.</param>
+public sealed record RequestHeader(string EndpointPath, string RequestId, int Attempt, ReadOnlyMemory<byte> Resume)
+{
+    /// <summary>The only version this build reads and writes.</summary>
+    public const byte Version = 1;
+
+    private const int MaxText = ushort.MaxValue;
+
+    /// <summary>Writes the header to <paramref name="output"/>.</summary>
+    public void Write(IBufferWriter<byte> output)
+    {
+        var pathLen = Encoding.UTF8.GetByteCount(EndpointPath);
+        var idLen = Encoding.UTF8.GetByteCount(RequestId);
+        if (pathLen > MaxText || idLen > MaxText)
+        {
+            throw new ArgumentException("endpoint path and request id must each be at most 65535 UTF-8 bytes");
+        }
+
+        var size = 1 + 2 + pathLen + 2 + idLen + 2 + 4 + Resume.Length;
+        var span = output.GetSpan(size);
+        span[0] = Version;
+        var o = 1;
+        BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)pathLen);
+        o += 2;
+        o += Encoding.UTF8.GetBytes(EndpointPath, span[o..]);
+        BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)idLen);
+        o += 2;
+        o += Encoding.UTF8.GetBytes(RequestId, span[o..]);
+        BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)Math.Clamp(Attempt, 0, ushort.MaxValue));
+        o += 2;
+        BinaryPrimitives.WriteUInt32BigEndian(span[o..], (uint)Resume.Length);
+        o += 4;
+        Resume.Span.CopyTo(span[o..]);
+        output.Advance(size);
+    }
+
+    /// <summary>Reads a header; <paramref name="payload"/> receives what follows it.</summary>
+    /// <exception cref="ProtocolException">The header is malformed; the message says how.</exception>
+    public static RequestHeader Read(ReadOnlySequence<byte> frame, out ReadOnlySequence<byte> payload)
+    {
+        var reader = new SequenceReader<byte>(frame);
+        if (!reader.TryRead(out var version))
+        {
+            throw new ProtocolException("request header: empty request frame");
+        }
+
+        if (version != Version)
+        {
+            throw new ProtocolException($"request header: unsupported version {version} (expected {Version})");
+        }
+
+        var path = ReadText(ref reader, "endpoint path");
+        var id = ReadText(ref reader, "request id");
+        if (!reader.TryReadBigEndian(out short attempt))
+        {
+            throw new ProtocolException("request header: truncated before the attempt number");
+        }
+
+        if (!reader.TryReadBigEndian(out int resumeLen) || resumeLen < 0 || resumeLen > reader.Remaining)
+        {
+            throw new ProtocolException("request header: resume field length is missing or larger than the frame");
+        }
+
+        var resume = frame.Slice(reader.Position, resumeLen).ToArray();
+        reader.Advance(resumeLen);
+        payload = frame.Slice(reader.Position);
+        return new RequestHeader(path, id, (ushort)attempt, resume);
+    }
+
+    private static string ReadText(ref SequenceReader<byte> reader, string what)
+    {
+        if (!reader.TryReadBigEndian(out short rawLen))
+        {
+            throw new ProtocolException($"request header: truncated before the {what} length");
+        }
+
+        var len = (ushort)rawLen;
+        if (len > reader.Remaining)
+        {
+            throw new ProtocolException($"request header: {what} length {len} is larger than the frame");
+        }
+
+        var slice = reader.UnreadSequence.Slice(0, len);
+        reader.Advance(len);
+        try
+        {
+            return new UTF8Encoding(false, true).GetString(slice);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new ProtocolException($"request header: {what} is not valid UTF-8");
+        }
+    }
+}
