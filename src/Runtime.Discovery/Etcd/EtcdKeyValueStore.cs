@@ -587,8 +587,16 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
             };
 
             // No service config, hence no gRPC retry policy: retries would stretch a call past its deadline
-            // budget (the library's own default retries a dead endpoint for about 4.4 s).
-            _channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+            // budget (the library's own default retries a dead endpoint for about 4.4 s). The reconnect
+            // backoff is capped like the watch retries; gRPC's default cap of 120 s would keep a restarted
+            // etcd unused for up to two minutes after a long outage.
+            _channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+            {
+                HttpHandler = handler,
+                DisposeHttpClient = true,
+                InitialReconnectBackoff = options.WatchRetryInitialDelay,
+                MaxReconnectBackoff = options.WatchRetryMaxDelay,
+            });
             Client = new EtcdClient(_channel.CreateCallInvoker());
             Connection = Client.GetConnection();
         }

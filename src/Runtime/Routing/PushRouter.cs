@@ -25,6 +25,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _watch;
     private uint _next;
+    private int _disposed;
 
     internal PushRouter(RequestMigrationRuntime runtime, EndpointId endpoint, RouterOptions options)
     {
@@ -81,6 +82,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     /// <summary>Stops watching discovery.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         try
         {

@@ -194,6 +194,16 @@ internal sealed partial class StreamSession
         }
         catch (AbortStreamException ex)
         {
+            // What the handler produced before the cut is delivered (as a real crash after a write
+            // would); only the end frame is missing.
+            try
+            {
+                await _writer.FlushAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception flushError) when (flushError is IOException or OperationCanceledException or ObjectDisposedException or System.Net.Quic.QuicException)
+            {
+            }
+
             LogAborted(header.RequestId, endpoint, ex.Message);
             _connection.Abort(_stream);
         }

@@ -129,10 +129,11 @@ internal sealed class TcpServerConnection(string id, string remote, Socket socke
 
     public void Abort(Stream s)
     {
-        // Linger 0 makes Close send RST: the client sees the connection reset, as after a crash.
+        // Close without an end frame. A FIN rather than an RST: an RST may make the peer's kernel drop
+        // bytes it already received, and the consumer must get every item that was sent.
         try
         {
-            socket.LingerState = new LingerOption(true, 0);
+            socket.Shutdown(SocketShutdown.Both);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {

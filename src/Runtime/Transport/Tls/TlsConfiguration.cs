@@ -1,5 +1,6 @@
 using System.Net.Security;
 using System.Security.Authentication;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace RequestMigration.Transport.Tls;
@@ -18,7 +19,15 @@ internal sealed class TlsConfiguration : IDisposable
     public TlsConfiguration(TlsOptions options)
     {
         _options = options;
-        _ca = X509Certificate2.CreateFromPemFile(TlsOptions.Resolve(options.CaCertificateFile, "CA certificate (DYN_TLS_CA_FILE)"));
+        var caPath = TlsOptions.Resolve(options.CaCertificateFile, "CA certificate (DYN_TLS_CA_FILE)");
+        try
+        {
+            _ca = X509Certificate2.CreateFromPem(System.IO.File.ReadAllText(caPath));
+        }
+        catch (CryptographicException ex)
+        {
+            throw new ArgumentException($"CA certificate (DYN_TLS_CA_FILE) '{caPath}' is not a PEM certificate: {ex.Message}", nameof(options), ex);
+        }
     }
 
     public bool SkipValidation => _options.SkipServerCertificateValidation;
@@ -27,9 +36,17 @@ internal sealed class TlsConfiguration : IDisposable
     {
         if (_serverContext is null)
         {
-            var cert = X509Certificate2.CreateFromPemFile(
-                TlsOptions.Resolve(_options.CertificateFile, "server certificate (DYN_TLS_CERT_FILE)"),
-                TlsOptions.Resolve(_options.PrivateKeyFile, "server key (DYN_TLS_KEY_FILE)"));
+            var certPath = TlsOptions.Resolve(_options.CertificateFile, "server certificate (DYN_TLS_CERT_FILE)");
+            var keyPath = TlsOptions.Resolve(_options.PrivateKeyFile, "server key (DYN_TLS_KEY_FILE)");
+            X509Certificate2 cert;
+            try
+            {
+                cert = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+            }
+            catch (CryptographicException ex)
+            {
+                throw new ArgumentException($"server certificate '{certPath}' with key '{keyPath}' cannot be loaded: {ex.Message}", nameof(TlsOptions), ex);
+            }
 
             // Ephemeral PEM keys can't be used by every TLS backend; a PKCS#12 round trip makes them persistent in-process.
             _serverCert = X509CertificateLoader.LoadPkcs12(cert.Export(X509ContentType.Pkcs12), null);

@@ -1,0 +1,88 @@
+using RequestMigration;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Routing;
+using Serilog;
+using Serilog.Events;
+using Serilog.Extensions.Logging;
+
+// The request-migration example client: sends "hello world" through a PushRouter and prints every
+// attempt the way the original example does. Items go to stdout, logs to stderr.
+var level = Environment.GetEnvironmentVariable("CLIENT_LOG_LEVEL") is { Length: > 0 } l && Enum.TryParse<LogEventLevel>(l, true, out var parsed) ? parsed : LogEventLevel.Warning;
+using var serilog = new LoggerConfiguration()
+    .MinimumLevel.Is(level)
+    .Enrich.FromLogContext()
+    .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose, outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
+    .CreateLogger();
+using var loggerFactory = new SerilogLoggerFactory(serilog);
+
+RuntimeOptions options;
+RouterOptions routerOptions;
+TimeSpan wait;
+try
+{
+    options = new RuntimeOptions().ApplyEnvironment();
+    routerOptions = new RouterOptions().ApplyEnvironment();
+    wait = TimeSpan.FromSeconds(Environment.GetEnvironmentVariable("CLIENT_WAIT_SECS") is { Length: > 0 } w && double.TryParse(w, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= 0 ? s : 10);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
+
+var input = Environment.GetEnvironmentVariable("CLIENT_INPUT") is { Length: > 0 } i ? i : "hello world";
+using var cts = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    cts.Cancel();
+};
+
+await using var runtime = new RequestMigrationRuntime(options, loggerFactory);
+await using var router = runtime.CreateRouter<string, string>(EndpointId.Parse("demo/backend/generate"), routerOptions);
+try
+{
+    await router.WaitForInstancesAsync(wait, cts.Token);
+    var attempt = 1;
+    var retryPending = false;
+    Console.WriteLine($"=== Attempt {attempt} ===");
+    await foreach (var item in router.GenerateAsync(input, cts.Token))
+    {
+        if (retryPending)
+        {
+            // Printed only once the next attempt has really started, so the last failure is not followed by it.
+            Console.WriteLine("Retrying request...");
+            Console.WriteLine();
+            Console.WriteLine($"=== Attempt {++attempt} ===");
+            retryPending = false;
+        }
+
+        if (item.IsError)
+        {
+            Console.WriteLine($"Error: {item.Comment}");
+            retryPending = true;
+            continue;
+        }
+
+        Console.WriteLine(item);
+    }
+
+    Console.WriteLine();
+    Console.WriteLine("=== Success! ===");
+    return 0;
+}
+catch (RoutingException ex)
+{
+    Console.WriteLine(ex.Message);
+    return 1;
+}
+catch (TimeoutException ex)
+{
+    Console.WriteLine(ex.Message);
+    return 1;
+}
+catch (OperationCanceledException)
+{
+    Console.Error.WriteLine("cancelled");
+    return 130;
+}

@@ -1,0 +1,66 @@
+using Examples.Server;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using RequestMigration;
+using RequestMigration.Hosting;
+using RequestMigration.Serving;
+using Serilog;
+
+// The request-migration example server: serves demo/backend/generate, optionally failing on purpose.
+var serverName = Environment.GetEnvironmentVariable("SERVER_NAME") is { Length: > 0 } n ? n : "server";
+if (!FailureModes.TryParse(Environment.GetEnvironmentVariable("FAILURE_MODE"), out var mode))
+{
+    Console.Error.WriteLine($"error: FAILURE_MODE='{Environment.GetEnvironmentVariable("FAILURE_MODE")}' is not valid; valid values: {FailureModes.ValidValues}");
+    return 2;
+}
+
+var itemDelay = TimeSpan.Zero;
+if (Environment.GetEnvironmentVariable("ITEM_DELAY_MS") is { Length: > 0 } delay)
+{
+    if (!int.TryParse(delay, out var ms) || ms < 0 || ms > 60_000)
+    {
+        Console.Error.WriteLine($"error: ITEM_DELAY_MS='{delay}' is not a whole number of milliseconds between 0 and 60000");
+        return 2;
+    }
+
+    itemDelay = TimeSpan.FromMilliseconds(ms);
+}
+
+var builder = Host.CreateApplicationBuilder(args);
+builder.Services.AddSerilog((_, lc) => lc
+    .ReadFrom.Configuration(builder.Configuration)
+    .Enrich.FromLogContext()
+    .Enrich.WithProperty("server.name", serverName)
+    .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}"));
+builder.Services.AddRequestMigration(builder.Configuration);
+builder.Services.AddSingleton(sp => new GenerateHandler(serverName, mode, itemDelay, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<GenerateHandler>>()));
+builder.Services.AddRequestMigrationEndpoint<string, string>(
+    Endpoints.Generate,
+    sp => sp.GetRequiredService<GenerateHandler>().HandleAsync,
+    new Dictionary<string, string> { ["server_name"] = serverName });
+
+try
+{
+    using var host = builder.Build();
+    host.Services.GetRequiredService<ILogger<GenerateHandler>>().LogInformation("Server initialized: name={ServerName}, failure_mode={FailureMode}", serverName, mode.Describe());
+    await host.RunAsync();
+    return 0;
+}
+catch (Exception ex) when (ex is ArgumentException or Microsoft.Extensions.Options.OptionsValidationException or FileNotFoundException or PlatformNotSupportedException)
+{
+    // Configuration problems: one clear line, no stack trace.
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
+catch (Exception ex)
+{
+    Console.Error.WriteLine($"error: server failed: {ex.Message}");
+    return 1;
+}
+
+internal static class Endpoints
+{
+    /// <summary>The example's endpoint: namespace <c>demo</c>, component <c>backend</c>, endpoint <c>generate</c>.</summary>
+    public const string Generate = "demo/backend/generate";
+}
