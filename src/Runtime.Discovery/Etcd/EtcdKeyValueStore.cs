@@ -424,8 +424,10 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                 }
             }
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (Exception) when (stop.IsCancellationRequested)
         {
+            // Stopped (the consumer left, or the store was disposed): gRPC reports that as an RpcException with
+            // status Cancelled rather than an OperationCanceledException. Either way the watch just ends.
         }
         catch (Exception ex)
         {

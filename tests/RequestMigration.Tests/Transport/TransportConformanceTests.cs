@@ -1,0 +1,374 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Routing;
+using RequestMigration.Serving;
+using RequestMigration.Tests.Infrastructure;
+using RequestMigration.Transport;
+using RequestMigration.Wire;
+using Shouldly;
+using Xunit;
+
+namespace RequestMigration.Tests.Transport;
+
+/// <summary>
+/// Behaviour every transport must have, end to end through server, transport and router on real sockets.
+/// Runs for TCP + TLS and for QUIC (skipped with the reason where libmsquic is absent).
+/// </summary>
+public abstract class TransportConformanceTests : IAsyncLifetime
+{
+    private TestCluster? _cluster;
+
+    protected abstract TransportKind Kind { get; }
+
+    private protected TestCluster Cluster => _cluster!;
+
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public virtual ValueTask InitializeAsync()
+    {
+        _cluster = new TestCluster(Kind);
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
+
+        GC.SuppressFinalize(this);
+    }
+
+    [Fact]
+    public async Task Streams_every_item_in_order()
+    {
+        await Cluster.StartServerAsync<int, int>(Count);
+        var router = await Cluster.RouterAsync<int, int>(1);
+        var items = await Collect(router.GenerateAsync(2000, Ct));
+        items.ShouldAllBe(i => !i.IsError);
+        items.Select(i => i.Data).ShouldBe(Enumerable.Range(0, 2000));
+    }
+
+    [Fact]
+    public async Task Concurrent_streams_are_independent()
+    {
+        await Cluster.StartServerAsync<int, int>(Count);
+        await Cluster.StartServerAsync<int, int>(Count);
+        var router = await Cluster.RouterAsync<int, int>(2);
+        var results = await Task.WhenAll(Enumerable.Range(1, 40).Select(n => Collect(router.GenerateAsync(n * 5, Ct))));
+        for (var i = 0; i < results.Length; i++)
+        {
+            results[i].Select(x => x.Data).ShouldBe(Enumerable.Range(0, (i + 1) * 5));
+        }
+    }
+
+    [Fact]
+    public async Task Cancelling_the_consumer_cancels_the_handler_promptly()
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await Cluster.StartServerAsync<string, string>((_, ctx) => OneThenWait(ctx, cancelled));
+        var router = await Cluster.RouterAsync<string, string>(1);
+        using var cts = new CancellationTokenSource();
+        var seen = 0;
+        var ex = await Record.ExceptionAsync(async () =>
+        {
+            await foreach (var item in router.GenerateAsync("x", cts.Token))
+            {
+                seen++;
+                await cts.CancelAsync();
+            }
+        });
+        ex.ShouldBeAssignableTo<OperationCanceledException>();
+        seen.ShouldBe(1);
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+    }
+
+    [Fact]
+    public async Task Consumer_that_stops_reading_early_cancels_the_handler()
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await Cluster.StartServerAsync<string, string>((_, ctx) => OneThenWait(ctx, cancelled));
+        var router = await Cluster.RouterAsync<string, string>(1);
+        await foreach (var item in router.GenerateAsync("x", Ct))
+        {
+            item.Data.ShouldBe("first");
+            break;
+        }
+
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+    }
+
+    [Fact]
+    public async Task A_cut_stream_fails_over_to_another_instance_and_the_consumer_sees_the_sentinel()
+    {
+        var a = await Cluster.StartNamedServerAsync("a", count: 5, abortAfter: 2);
+        await Cluster.StartNamedServerAsync("b", count: 5);
+        var router = await Cluster.RouterAsync<string, string>(2);
+
+        // Round robin starts at a random offset: the first request that reaches "a" shows the failover.
+        List<Annotated<string>>? failover = null;
+        for (var i = 0; i < 4 && failover is null; i++)
+        {
+            var items = await Collect(router.GenerateAsync("go", Ct));
+            if (items[0].Data == "a:0")
+            {
+                failover = items;
+            }
+            else
+            {
+                items.Select(x => x.Data).ShouldBe(["b:0", "b:1", "b:2", "b:3", "b:4"]);
+            }
+        }
+
+        failover.ShouldNotBeNull("no request reached instance a");
+        failover.Select(x => x.IsError ? "ERR:" + x.Comment : x.Data).ShouldBe(
+            ["a:0", "a:1", "ERR:" + StreamErrors.StreamIncomplete, "b:0", "b:1", "b:2", "b:3", "b:4"]);
+        router.Instances.Available.Select(r => r.InstanceId).ShouldNotContain(a.InstanceId);
+        router.Instances.Source.Select(r => r.InstanceId).ShouldContain(a.InstanceId);
+        Cluster.Logs.Contains($"Reporting instance {a.InstanceId:x} down due to stream error: {StreamErrors.StreamIncomplete}").ShouldBeTrue();
+        Cluster.Logs.Contains($"inhibiting instance {a.InstanceId:x}").ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Unreachable_instance_is_reported_down_and_skipped()
+    {
+        var good = await Cluster.StartNamedServerAsync("good");
+        var deadPort = FreePort();
+        var registry = new InstanceRegistry(Cluster.Store);
+        await registry.PutAsync(new InstanceRecord { InstanceId = 0xdead, Namespace = "test", Component = "backend", Endpoint = "generate", Transport = good.Transport, Address = $"127.0.0.1:{deadPort}" }, 0, Ct);
+        var router = await Cluster.RouterAsync<string, string>(2);
+        for (var i = 0; i < 3; i++)
+        {
+            var items = await Collect(router.GenerateAsync("x", Ct));
+            items.Last().Data.ShouldBe("good:2");
+            if (items[0].IsError)
+            {
+                items[0].Comment!.ShouldContain("cannot reach instance dead");
+            }
+        }
+
+        router.Instances.Available.Select(r => r.InstanceId).ShouldBe([good.InstanceId]);
+    }
+
+    [Fact]
+    public async Task Unknown_endpoint_on_an_instance_is_an_error_naming_it()
+    {
+        var server = await Cluster.StartNamedServerAsync("s");
+        var registry = new InstanceRegistry(Cluster.Store);
+
+        // Discovery claims this instance serves test/backend/other; the instance disagrees.
+        await registry.PutAsync(new InstanceRecord { InstanceId = server.InstanceId, Namespace = "test", Component = "backend", Endpoint = "other", Transport = server.Transport, Address = server.Address }, 0, Ct);
+        var router = await Cluster.RouterAsync<string, string>(1, endpoint: "test/backend/other");
+        var items = new List<Annotated<string>>();
+        var ex = await Record.ExceptionAsync(async () =>
+        {
+            await foreach (var i in router.GenerateAsync("x", Ct))
+            {
+                items.Add(i);
+            }
+        });
+        items.ShouldHaveSingleItem().Comment.ShouldBe($"unknown endpoint 'test/backend/other' on instance {server.InstanceId:x}");
+        ex.ShouldBeOfType<NoInstancesException>().Message.ShouldBe("no instances found for endpoint test/backend/other");
+    }
+
+    [Fact]
+    public async Task Endpoint_error_reaches_the_consumer_and_is_not_retried()
+    {
+        var calls = 0;
+        await Cluster.StartServerAsync<string, string>((_, _) => Failing(() => Interlocked.Increment(ref calls), new EndpointErrorException("bad prompt")));
+        await Cluster.StartServerAsync<string, string>((_, _) => Failing(() => Interlocked.Increment(ref calls), new EndpointErrorException("bad prompt")));
+        var router = await Cluster.RouterAsync<string, string>(2);
+        var ex = await Should.ThrowAsync<EndpointFailedException>(() => Collect(router.GenerateAsync("x", Ct)));
+        ex.Message.ShouldBe("bad prompt");
+        calls.ShouldBe(1);
+        router.Instances.Available.Count.ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Unexpected_handler_exception_is_reported_without_internals()
+    {
+        await Cluster.StartServerAsync<string, string>((_, _) => Failing(() => 0, new InvalidOperationException("secret connection string")));
+        var router = await Cluster.RouterAsync<string, string>(1);
+        var ex = await Should.ThrowAsync<EndpointFailedException>(() => Collect(router.GenerateAsync("x", Ct)));
+        ex.Message.ShouldBe("endpoint handler failed (InvalidOperationException)");
+        ex.Message.ShouldNotContain("secret");
+    }
+
+    [Fact]
+    public async Task Oversized_response_item_is_reported_and_the_server_keeps_serving()
+    {
+        await Cluster.StartServerAsync<int, string>((n, _) => Sized(n), configure: o => o.MaxFrameSize = 4096);
+        var router = await Cluster.RouterAsync<int, string>(1);
+        var ex = await Should.ThrowAsync<EndpointFailedException>(() => Collect(router.GenerateAsync(10_000, Ct)));
+        ex.Message.ShouldContain("exceeds the maximum frame size of 4096 bytes");
+        (await Collect(router.GenerateAsync(100, Ct))).Single().Data!.Length.ShouldBe(100);
+    }
+
+    [Fact]
+    public async Task Graceful_stop_deregisters_first_and_lets_in_flight_streams_finish()
+    {
+        var server = await Cluster.StartServerAsync<int, int>(SlowCount);
+        var router = await Cluster.RouterAsync<int, int>(1);
+        var received = new List<int>();
+        var consumer = Task.Run(async () =>
+        {
+            await foreach (var item in router.GenerateAsync(20, Ct))
+            {
+                item.IsError.ShouldBeFalse(item.Comment);
+                received.Add(item.Data);
+            }
+        });
+        while (received.Count < 2)
+        {
+            await Task.Delay(5, Ct);
+        }
+
+        var stop = server.StopAsync(Ct);
+        await consumer.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await stop.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        received.ShouldBe(Enumerable.Range(0, 20));
+        (await new InstanceRegistry(Cluster.Store).ListAsync(EndpointId.Parse(TestCluster.DefaultEndpoint), Ct)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task Drain_timeout_cancels_streams_that_do_not_finish()
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = await Cluster.StartServerAsync<string, string>((_, ctx) => OneThenWait(ctx, cancelled), configure: o => o.DrainTimeout = TimeSpan.FromMilliseconds(300));
+        var router = await Cluster.RouterAsync<string, string>(1);
+        var items = new List<Annotated<string>>();
+        var consumer = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var i in router.GenerateAsync("x", Ct))
+                {
+                    items.Add(i);
+                }
+            }
+            catch (RoutingException)
+            {
+            }
+        });
+        while (items.Count == 0)
+        {
+            await Task.Delay(5, Ct);
+        }
+
+        var started = DateTime.UtcNow;
+        await server.StopAsync(Ct);
+        (DateTime.UtcNow - started).ShouldBeLessThan(TimeSpan.FromSeconds(4));
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        await consumer.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        items[0].Data.ShouldBe("first");
+        items[1].Comment.ShouldBe(StreamErrors.StreamIncomplete);
+    }
+
+    internal static async Task<List<Annotated<T>>> Collect<T>(IAsyncEnumerable<Annotated<T>> stream)
+    {
+        var list = new List<Annotated<T>>();
+        await foreach (var i in stream)
+        {
+            list.Add(i);
+        }
+
+        return list;
+    }
+
+    internal static int FreePort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+#pragma warning disable CS1998 // async iterators without await are the natural shape for handlers
+    private static async IAsyncEnumerable<int> Count(int n, RequestContext ctx)
+    {
+        for (var i = 0; i < n; i++)
+        {
+            yield return i;
+        }
+    }
+
+    private static async IAsyncEnumerable<string> Failing(Func<int> onCall, Exception ex)
+    {
+        onCall();
+        throw ex;
+#pragma warning disable CS0162
+        yield break;
+#pragma warning restore CS0162
+    }
+
+    private static async IAsyncEnumerable<string> Sized(int n)
+    {
+        yield return new string('x', n);
+    }
+#pragma warning restore CS1998
+
+    private static async IAsyncEnumerable<int> SlowCount(int n, RequestContext ctx)
+    {
+        for (var i = 0; i < n; i++)
+        {
+            await Task.Delay(20, ctx.CancellationToken);
+            yield return i;
+        }
+    }
+
+    private static async IAsyncEnumerable<string> OneThenWait(RequestContext ctx, TaskCompletionSource cancelled, [EnumeratorCancellation] CancellationToken unused = default)
+    {
+        yield return "first";
+        try
+        {
+            await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
+        }
+        finally
+        {
+            if (ctx.CancellationToken.IsCancellationRequested)
+            {
+                cancelled.TrySetResult();
+            }
+        }
+    }
+}
+
+/// <summary>The conformance suite on TCP + TLS.</summary>
+public sealed class TcpTransportConformanceTests : TransportConformanceTests
+{
+    protected override TransportKind Kind => TransportKind.Tcp;
+
+    [Fact]
+    public async Task Sequential_requests_reuse_one_pooled_connection()
+    {
+        await Cluster.StartServerAsync<string, string>(ConnectionIdOf);
+        var router = await Cluster.RouterAsync<string, string>(1);
+        var ids = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add((await Collect(router.GenerateAsync("x", Ct))).Single().Data!);
+        }
+
+        ids.Distinct().ShouldHaveSingleItem();
+    }
+
+#pragma warning disable CS1998
+    private static async IAsyncEnumerable<string> ConnectionIdOf(string _, RequestContext ctx)
+    {
+        yield return ctx.ConnectionId;
+    }
+#pragma warning restore CS1998
+}
+
+/// <summary>The conformance suite on QUIC; every test skips with the reason where System.Net.Quic is unsupported.</summary>
+public sealed class QuicTransportConformanceTests : TransportConformanceTests
+{
+    protected override TransportKind Kind => TransportKind.Quic;
+
+    public override ValueTask InitializeAsync()
+    {
+        Assert.SkipUnless(TransportKinds.IsQuicSupported, "QUIC skipped: System.Net.Quic reports QuicConnection.IsSupported = false here (libmsquic 2.2+ is not installed); the same behaviour runs on TCP in TcpTransportConformanceTests.");
+        return base.InitializeAsync();
+    }
+}
