@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of the solution. Installs what the tests need beyond the .NET SDK (etcd) first.
+# Usage: ./scripts/test.sh [extra dotnet test arguments]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-etcd.sh || { echo "error: could not install etcd (needed by the etcd tests)"; exit 1; }
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+log="$(mktemp)"
+# Normal verbosity prints the reason of every skipped test (QUIC without libmsquic).
+dotnet test RequestMigration.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# One closing line for the whole run, summed over test assemblies.
+awk '
+  /(Passed|Failed)!  - Failed:/ {
+    gsub(/,/, "");
+    for (i = 1; i <= NF; i++) {
+      if ($i == "Failed:") f += $(i+1);
+      if ($i == "Passed:") p += $(i+1);
+      if ($i == "Skipped:") s += $(i+1);
+    }
+    seen = 1
+  }
+  END {
+    if (!seen) { print "Tests: 0 passed, 1 failed (no test results: see the build output above)"; exit }
+    printf "Tests: %d passed, %d failed, %d skipped\n", p, f, s
+  }' "$log"
+rm -f "$log"
+exit "$status"
