@@ -27,6 +27,19 @@ if (Environment.GetEnvironmentVariable("ITEM_DELAY_MS") is { Length: > 0 } delay
     itemDelay = TimeSpan.FromMilliseconds(ms);
 }
 
+// Check the runtime's environment up front: a bad value is one clear line and exit code 2, not a
+// host start-up failure with a stack trace.
+try
+{
+    new RuntimeOptions().ApplyEnvironment().Validate();
+    new RequestMigration.Routing.RouterOptions().ApplyEnvironment().Validate();
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
+
 var builder = Host.CreateApplicationBuilder(args);
 builder.Services.AddSerilog((_, lc) => lc
     .ReadFrom.Configuration(builder.Configuration)

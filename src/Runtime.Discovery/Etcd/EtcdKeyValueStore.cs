@@ -376,8 +376,7 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
         {
             while (!stop.IsCancellationRequested)
             {
-                var index = Volatile.Read(ref _preferred) % _nodes.Length;
-                var node = _nodes[index];
+                var index = -1;
                 try
                 {
                     if (resync)
@@ -394,6 +393,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                         resync = false;
                     }
 
+                    // Chosen after the read, which may just have found out which endpoint answers.
+                    index = Volatile.Read(ref _preferred) % _nodes.Length;
+                    var node = _nodes[index];
                     var onConfirmed = () =>
                     {
                         delay = _options.WatchRetryInitialDelay;
@@ -411,11 +413,12 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                     {
                         // Once per outage: the retries below stay quiet until the watch is confirmed again.
                         interrupted = true;
-                        LogWatchInterrupted(prefix, node.Name, ex.Message);
+                        LogWatchInterrupted(prefix, index < 0 ? _endpointList : _nodes[index].Name, ex.Message);
                     }
 
-                    if (_nodes.Length > 1)
+                    if (index >= 0 && _nodes.Length > 1)
                     {
+                        // The read already went through every endpoint; only a broken stream points at this one.
                         Interlocked.CompareExchange(ref _preferred, (index + 1) % _nodes.Length, index);
                     }
 

@@ -110,7 +110,7 @@ public sealed partial class InstanceAvailability : IDisposable
             Array.Copy(current, index + 1, next, index, current.Length - index - 1);
             Volatile.Write(ref _available, next);
             RuntimeMetrics.InstancesInhibited.Add(1);
-            LogInhibiting(instanceId, Endpoint.Path);
+            Log.Inhibiting(_logger, instanceId, Endpoint.Path);
             return true;
         }
     }
@@ -198,8 +198,6 @@ public sealed partial class InstanceAvailability : IDisposable
         changed.TrySetResult();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "inhibiting instance {InstanceId:x} for endpoint={Endpoint}")]
-    private partial void LogInhibiting(ulong instanceId, string endpoint);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "periodic reconciliation for endpoint={Endpoint}: restoring {Count} inhibited instance(s)")]
     private partial void LogPeriodic(string endpoint, int count);

@@ -73,9 +73,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         RunAsync(request, instanceId, cancellationToken);
 
     /// <summary>Takes an instance out of rotation until the next reconcile, logging why.</summary>
-    public void ReportInstanceDown(ulong instanceId, string error)
+    public void ReportInstanceDown(ulong instanceId, string error) => ReportInstanceDown(instanceId, error, "-", 0);
+
+    private void ReportInstanceDown(ulong instanceId, string error, string requestId, int attempt)
     {
-        LogReportingDown(instanceId, error, Endpoint.Path);
+        Log.ReportingDown(_logger, instanceId, error, Endpoint.Path, requestId, attempt);
         Instances.ReportInstanceDown(instanceId);
     }
 
@@ -229,12 +231,12 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             cancellationToken.ThrowIfCancellationRequested();
             failure ??= StreamErrors.StreamIncomplete;
             lastError = failure;
-            ReportInstanceDown(instance.InstanceId, failure);
+            ReportInstanceDown(instance.InstanceId, failure, requestId, attempt);
             yield return Annotated<TResponse>.FromError(failure);
             if (attempt < attempts)
             {
                 RuntimeMetrics.Failovers.Add(1);
-                LogRetrying(requestId, attempt + 1, attempts, Endpoint.Path);
+                Log.Retrying(_logger, requestId, attempt + 1, attempts, Endpoint.Path);
             }
         }
 
@@ -322,11 +324,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Reporting instance {InstanceId:x} down due to stream error: {Error} (endpoint={Endpoint})")]
-    private partial void LogReportingDown(ulong instanceId, string error, string endpoint);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "retrying request {RequestId}: attempt {Attempt} of {MaxAttempts} for endpoint={Endpoint}")]
-    private partial void LogRetrying(string requestId, int attempt, int maxAttempts, string endpoint);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "discovery watch for endpoint={Endpoint} failed ({Reason}); routing to the last known instances until it recovers")]
     private partial void LogWatchFailed(string endpoint, string reason);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Transport;
 
@@ -104,7 +105,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 Metadata = invoker.Metadata,
             };
             await _registrar.RegisterAsync(record, cancellationToken).ConfigureAwait(false);
-            LogServing(invoker.Endpoint.Path, InstanceId, Transport, Address, _runtime.Store.Name);
+            Log.Serving(_logger, invoker.Endpoint.Path, InstanceId, Transport, Address, _runtime.Store.Name);
         }
     }
 
@@ -284,8 +285,6 @@ public sealed partial class EndpointServer : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "server: serving {Endpoint} as instance {InstanceId:x} over {Transport} at {Address} (store {Store})")]
-    private partial void LogServing(string endpoint, ulong instanceId, string transport, string address, string store);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "server: instance {InstanceId:x} stopping: deregistered, draining {InFlight} stream(s)")]
     private partial void LogStopping(ulong instanceId, int inFlight);

@@ -10,7 +10,7 @@ namespace RequestMigration.Serving;
 /// one after another). The read loop keeps reading while a handler runs, so a consumer that cancels,
 /// disconnects or resets is noticed at once and the handler's token fires.
 /// </summary>
-internal sealed partial class StreamSession
+internal sealed class StreamSession
 {
     private readonly EndpointServer _server;
     private readonly IServerConnection _connection;
@@ -20,6 +20,10 @@ internal sealed partial class StreamSession
     private readonly FrameWriter _writer;
     private readonly CancellationTokenSource _closed = new();
     private volatile bool _busy;
+
+    // Set just before the final frame of a response is flushed: from then on the client may send the
+    // next request on a TCP connection even though the handler task has not returned yet.
+    private volatile bool _responseEnded;
 
     public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
     {
@@ -52,7 +56,7 @@ internal sealed partial class StreamSession
                 catch (ProtocolException ex)
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
-                    LogBadInput(_connection.Id, _connection.Remote, ex.Message);
+                    Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
                     if (current is null || current.IsCompleted)
                     {
                         await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
@@ -75,11 +79,18 @@ internal sealed partial class StreamSession
                     return;
                 }
 
+                if (current is { IsCompleted: false } && _responseEnded)
+                {
+                    // The client saw our end (or error) frame and sent its next request before the handler
+                    // task finished its bookkeeping: legitimate, just wait for the tail.
+                    await current.ConfigureAwait(false);
+                }
+
                 if (current is { IsCompleted: false })
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
                     var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress";
-                    LogBadInput(_connection.Id, _connection.Remote, msg);
+                    Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
                     _connection.Abort(_stream);
                     return;
                 }
@@ -88,7 +99,7 @@ internal sealed partial class StreamSession
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
                     var msg = $"malformed stream: expected a Request frame, got {_reader.Type}";
-                    LogBadInput(_connection.Id, _connection.Remote, msg);
+                    Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
                     await TrySendErrorAsync(ErrorCode.BadRequest, msg).ConfigureAwait(false);
                     return;
                 }
@@ -173,13 +184,14 @@ internal sealed partial class StreamSession
 
         RuntimeMetrics.RequestsServed.Add(1);
         _busy = true;
+        _responseEnded = false;
         return RunHandlerAsync(run, header, invoker.Endpoint.Path, ct);
     }
 
     private Task RejectAsync(ErrorCode code, string message, string? requestId = null)
     {
         RuntimeMetrics.StreamsRejected.Add(1);
-        LogRejected(_connection.Id, requestId ?? "?", message);
+        Log.Rejected(_logger, _connection.Id, requestId ?? "?", message);
         return TrySendErrorAsync(code, message);
     }
 
@@ -189,6 +201,7 @@ internal sealed partial class StreamSession
         {
             await run(_writer, _writer.FlushAsync, ct).ConfigureAwait(false);
             _writer.WriteEnd();
+            _responseEnded = true;
             await _writer.FlushAsync(ct).ConfigureAwait(false);
             _connection.Complete(_stream);
         }
@@ -204,17 +217,17 @@ internal sealed partial class StreamSession
             {
             }
 
-            LogAborted(header.RequestId, endpoint, ex.Message);
+            Log.StreamCut(_logger, header.RequestId, endpoint, ex.Message);
             _connection.Abort(_stream);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            LogCancelled(header.RequestId, endpoint);
+            Log.Cancelled(_logger, header.RequestId, endpoint);
             _connection.Abort(_stream);
         }
         catch (ProtocolException ex)
         {
-            LogHandlerFailed(ex, header.RequestId, endpoint);
+            Log.HandlerFailed(_logger, ex, header.RequestId, endpoint);
             await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
         }
         catch (EndpointErrorException ex)
@@ -224,11 +237,11 @@ internal sealed partial class StreamSession
         catch (Exception ex) when (ex is IOException || ex is System.Net.Quic.QuicException)
         {
             // Writing failed: the consumer is gone. Nothing to tell anyone.
-            LogCancelled(header.RequestId, endpoint);
+            Log.Cancelled(_logger, header.RequestId, endpoint);
         }
         catch (Exception ex)
         {
-            LogHandlerFailed(ex, header.RequestId, endpoint);
+            Log.HandlerFailed(_logger, ex, header.RequestId, endpoint);
             await TrySendErrorAsync(ErrorCode.Handler, $"endpoint handler failed ({ex.GetType().Name})").ConfigureAwait(false);
         }
         finally
@@ -247,6 +260,7 @@ internal sealed partial class StreamSession
         try
         {
             _writer.WriteError(code, message);
+            _responseEnded = true;
             await _writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             _connection.Complete(_stream);
         }
@@ -254,19 +268,4 @@ internal sealed partial class StreamSession
         {
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "server: bad input on {ConnectionId} from {Remote}: {Reason}")]
-    private partial void LogBadInput(string connectionId, string remote, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "server: rejected request {RequestId} on {ConnectionId}: {Reason}")]
-    private partial void LogRejected(string connectionId, string requestId, string reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "server: stream of request {RequestId} to {Endpoint} cut by handler ({Reason})")]
-    private partial void LogAborted(string requestId, string endpoint, string reason);
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "server: request {RequestId} to {Endpoint} cancelled (consumer gone or server stopping)")]
-    private partial void LogCancelled(string requestId, string endpoint);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "server: handler of {Endpoint} failed for request {RequestId}")]
-    private partial void LogHandlerFailed(Exception ex, string requestId, string endpoint);
 }

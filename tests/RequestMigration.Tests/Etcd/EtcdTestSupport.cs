@@ -313,3 +313,55 @@ internal sealed class TcpProxy : IAsyncDisposable
         }
     }
 }
+
+/// <summary>Accepts TCP connections and never sends a byte: a server that hangs.</summary>
+internal sealed class SilentListener : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly List<TcpClient> _held = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accepting;
+
+    public SilentListener()
+    {
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _accepting = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var c = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    lock (_held)
+                    {
+                        _held.Add(c);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+            }
+        });
+    }
+
+    public int Port { get; }
+
+    public Uri Url => new($"http://127.0.0.1:{Port}");
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _accepting;
+        lock (_held)
+        {
+            foreach (var c in _held)
+            {
+                c.Dispose();
+            }
+        }
+
+        _stop.Dispose();
+    }
+}
