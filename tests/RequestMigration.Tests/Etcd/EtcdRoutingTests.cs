@@ -1,0 +1,108 @@
+using RequestMigration.Discovery;
+using RequestMigration.Discovery.Etcd;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Serving;
+using RequestMigration.Tests.Transport;
+using RequestMigration.Transport;
+using Shouldly;
+using Xunit;
+using static RequestMigration.Tests.Etcd.EtcdTestSupport;
+
+namespace RequestMigration.Tests.Etcd;
+
+/// <summary>Servers and routers on a real etcd: routing through an etcd outage, and failover on etcd discovery.</summary>
+[Collection(EtcdOutageCollection.Name)]
+public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
+{
+    private static readonly TimeSpan Ttl = TimeSpan.FromSeconds(2);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => new(etcd.StartAsync());
+
+    public async ValueTask DisposeAsync() => await etcd.StartAsync();
+
+    [Fact]
+    public async Task Router_keeps_serving_through_an_etcd_outage_and_the_server_is_registered_afterwards()
+    {
+        var endpoint = NewEndpoint();
+        await using var serverRuntime = Runtime();
+        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
+        await server.StartAsync(Ct);
+        await using var clientRuntime = Runtime();
+        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
+
+        await etcd.StopAsync();
+        var outageEnds = DateTime.UtcNow + Ttl + TimeSpan.FromSeconds(1.5);
+        var served = 0;
+        while (DateTime.UtcNow < outageEnds)
+        {
+            var items = await TransportConformanceTests.Collect(router.GenerateAsync("ab", Ct));
+            items.Select(i => i.IsError ? "ERR " + i.Comment : i.Data).ShouldBe(["a", "b"]);
+            served++;
+            await Task.Delay(100, Ct);
+        }
+
+        await etcd.StartAsync();
+        served.ShouldBeGreaterThan(5);
+
+        // The server was never restarted: its record is in etcd again (new lease or restored one) and routable.
+        await using var checkStore = new EtcdKeyValueStore(etcd.Options());
+        (await EventuallyAsync(
+            async () => (await new InstanceRegistry(checkStore).ListAsync(endpoint, Ct)).Any(r => r.InstanceId == server.InstanceId),
+            TimeSpan.FromSeconds(15))).ShouldBeTrue("the server did not re-register after the outage");
+        (await TransportConformanceTests.Collect(router.GenerateAsync("c", Ct))).Single().Data.ShouldBe("c");
+        router.Instances.Source.Select(r => r.InstanceId).ShouldBe([server.InstanceId]);
+    }
+
+    [Fact]
+    public async Task A_cut_stream_fails_over_between_instances_discovered_through_etcd()
+    {
+        var endpoint = NewEndpoint();
+        await using var badRuntime = Runtime();
+        var bad = badRuntime.CreateServer().AddEndpoint<string, string>(endpoint, CutAfterOne);
+        await bad.StartAsync(Ct);
+        await using var goodRuntime = Runtime();
+        await goodRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo).StartAsync(Ct);
+        await using var clientRuntime = Runtime();
+        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        (await EventuallyAsync(() => Task.FromResult(router.Instances.Available.Count == 2), TimeSpan.FromSeconds(10))).ShouldBeTrue();
+
+        for (var i = 0; i < 3; i++)
+        {
+            var items = await TransportConformanceTests.Collect(router.GenerateAsync("xyz", Ct));
+            items.Where(x => !x.IsError).Select(x => x.Data).TakeLast(3).ShouldBe(["x", "y", "z"]);
+        }
+
+        router.Instances.Available.Select(r => r.InstanceId).ShouldNotContain(bad.InstanceId);
+        // On etcd the instance id is the id of the lease its key is bound to.
+        await using var checkStore = new EtcdKeyValueStore(etcd.Options());
+        var entry = await checkStore.GetAsync(InstanceKeys.Key(endpoint, bad.InstanceId), Ct);
+        entry.ShouldNotBeNull();
+        ((ulong)entry.LeaseId).ShouldBe(bad.InstanceId);
+    }
+
+    private RequestMigrationRuntime Runtime() => new(new RuntimeOptions
+    {
+        Transport = TransportKind.Tcp,
+        Discovery = new DiscoveryOptions { Store = StoreKind.Etcd, LeaseTtl = Ttl, Etcd = etcd.Options() },
+        DrainTimeout = TimeSpan.FromSeconds(2),
+    });
+
+#pragma warning disable CS1998
+    private static async IAsyncEnumerable<string> Echo(string s, RequestContext ctx)
+    {
+        foreach (var c in s)
+        {
+            yield return c.ToString();
+        }
+    }
+
+    private static async IAsyncEnumerable<string> CutAfterOne(string s, RequestContext ctx)
+    {
+        yield return s[..1];
+        throw new AbortStreamException("test cut");
+    }
+#pragma warning restore CS1998
+}
