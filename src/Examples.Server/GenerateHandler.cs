@@ -18,7 +18,10 @@ internal sealed partial class GenerateHandler(string serverName, FailureMode mod
         var fail = mode == FailureMode.Always || (mode == FailureMode.First && number == 1);
         LogRequest(context.RequestId, context.Attempt, context.ConnectionId, input.Length);
         var sent = 0;
-        foreach (var c in input)
+
+        // A migrated request (router with DYN_MIGRATION=true) continues where the failed attempt stopped.
+        var resumeFrom = (int)Math.Min(context.ResumeFrom, input.Length);
+        foreach (var c in input.AsSpan(resumeFrom).ToString())
         {
             if (fail && sent == ItemsBeforeFailure)
             {

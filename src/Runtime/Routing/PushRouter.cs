@@ -109,6 +109,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         var requestId = Guid.NewGuid().ToString("N");
         var attempts = direct is null ? _options.MaxAttempts : 1;
         var lastError = string.Empty;
+        long delivered = 0;
         for (var attempt = 1; attempt <= attempts; attempt++)
         {
             var instance = Pick(direct);
@@ -119,7 +120,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             ClientStream? stream = null;
             try
             {
-                stream = await OpenAndSendAsync(instance, new RequestHeader(Endpoint.Path, requestId, attempt, ReadOnlyMemory<byte>.Empty), payload, cancellationToken).ConfigureAwait(false);
+                stream = await OpenAndSendAsync(instance, new RequestHeader(Endpoint.Path, requestId, attempt, _options.Migration && delivered > 0 ? ResumeToken.Create(delivered) : ReadOnlyMemory<byte>.Empty), payload, cancellationToken).ConfigureAwait(false);
             }
             catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
             {
@@ -173,6 +174,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                                 break;
                             }
 
+                            delivered++;
                             yield return Annotated<TResponse>.FromData(item);
                             continue;
                         }
@@ -232,7 +234,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             failure ??= StreamErrors.StreamIncomplete;
             lastError = failure;
             ReportInstanceDown(instance.InstanceId, failure, requestId, attempt);
-            yield return Annotated<TResponse>.FromError(failure);
+            if (!_options.Migration)
+            {
+                // Without migration the next attempt starts over, so the consumer must know where it begins.
+                yield return Annotated<TResponse>.FromError(failure);
+            }
             if (attempt < attempts)
             {
                 RuntimeMetrics.Failovers.Add(1);

@@ -31,7 +31,15 @@ public sealed class RouterOptions
     /// </summary>
     public TimeSpan InhibitDuration { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Applies <c>DYN_INHIBITED_DURATION_SECS</c> when set.</summary>
+    /// <summary>
+    /// Migrate streams instead of restarting them (<c>DYN_MIGRATION</c>; default off). A retry then carries the
+    /// number of items the consumer already has (<see cref="Serving.RequestContext.ResumeFrom"/>), the handler
+    /// continues from there, and failed attempts are not shown to the consumer as error items: it sees one
+    /// stream with nothing lost or repeated. Only for endpoints whose handlers honour <c>ResumeFrom</c>.
+    /// </summary>
+    public bool Migration { get; set; }
+
+    /// <summary>Applies <c>DYN_INHIBITED_DURATION_SECS</c> and <c>DYN_MIGRATION</c> when set.</summary>
     /// <exception cref="ArgumentException">The value is not a number of seconds.</exception>
     public RouterOptions ApplyEnvironment(Func<string, string?>? environment = null)
     {
@@ -39,6 +47,11 @@ public sealed class RouterOptions
         if (environment(InhibitDurationEnvironmentVariable) is { Length: > 0 } v)
         {
             InhibitDuration = EnvironmentValues.ParseSeconds(InhibitDurationEnvironmentVariable, v);
+        }
+
+        if (environment("DYN_MIGRATION") is { Length: > 0 } m)
+        {
+            Migration = EnvironmentValues.ParseBool("DYN_MIGRATION", m);
         }
 
         return this;

@@ -31,8 +31,15 @@ public sealed class RequestContext
     /// <summary>1 on the first attempt, 2 on the first retry, …</summary>
     public int Attempt { get; }
 
-    /// <summary>Reserved for resuming a migrated request; empty unless the client sent resume data.</summary>
+    /// <summary>The raw resume field of the request header (see <see cref="ResumeFrom"/>).</summary>
     public ReadOnlyMemory<byte> Resume { get; }
+
+    /// <summary>
+    /// How many response items the consumer already received from earlier attempts of this request (0 on a
+    /// first attempt). Sent only by routers with <see cref="Routing.RouterOptions.Migration"/> on: a handler
+    /// that supports migration continues from this item, so the consumer gets one continuous stream.
+    /// </summary>
+    public long ResumeFrom => Wire.ResumeToken.ReadItemsDelivered(Resume.Span);
 
     /// <summary>The transport connection (or stream) the request arrived on.</summary>
     public string ConnectionId { get; }

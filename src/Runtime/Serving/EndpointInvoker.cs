@@ -38,6 +38,12 @@ internal sealed class EndpointInvoker<TRequest, TResponse>(
             throw new ProtocolException($"cannot decode the request for endpoint '{endpoint}': {ex.Message}");
         }
 
+        if (request is null)
+        {
+            // The serializer yields null for a JSON null; handlers are promised a request, not null.
+            throw new ProtocolException($"cannot decode the request for endpoint '{endpoint}': the payload is null");
+        }
+
         return (writer, flush, ct) => StreamAsync(request, context, writer, flush, ct);
     }
 

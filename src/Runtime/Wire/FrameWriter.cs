@@ -65,14 +65,19 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
         EndFrame();
     }
 
+    /// <summary>Longest error message sent, in UTF-8 bytes; longer ones are cut on a character boundary.</summary>
+    public const int MaxErrorMessageBytes = 4096;
+
     public void WriteError(ErrorCode code, string message)
     {
         var w = BeginFrame(FrameType.Error);
-        var max = Math.Min(Encoding.UTF8.GetByteCount(message), 4096);
-        var span = w.GetSpan(1 + max);
+        var span = w.GetSpan(1 + MaxErrorMessageBytes);
         span[0] = (byte)code;
-        var n = Encoding.UTF8.GetBytes(message.Length > 4096 ? message[..4096] : message, span[1..]);
-        w.Advance(1 + Math.Min(n, max));
+
+        // Convert stops at whole characters when the room runs out, so a long non-ASCII message (an echoed
+        // endpoint path, say) is shortened instead of failing the whole stream.
+        Encoding.UTF8.GetEncoder().Convert(message, span.Slice(1, MaxErrorMessageBytes), flush: true, out _, out var used, out _);
+        w.Advance(1 + used);
         EndFrame();
     }
 

@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace RequestMigration.Tests.EndToEnd;
+
+/// <summary>
+/// One example program started as <c>dotnet &lt;dll&gt;</c> with an explicit environment. Output is captured
+/// line by line as it arrives; the process is killed (with its tree) on dispose if it is still running.
+/// </summary>
+internal sealed class ChildProcess : IAsyncDisposable
+{
+    /// <summary>Variables removed from the inherited environment so the test machine's settings cannot leak in.</summary>
+    private static readonly string[] ScrubbedPrefixes = ["DYN_", "ETCD_", "CLIENT_", "SERVER_NAME", "FAILURE_MODE", "ITEM_DELAY_MS", "RequestMigration__", "Serilog__"];
+
+    private readonly Process _process;
+    private readonly Lock _gate = new();
+    private readonly List<string> _stdout = [];
+    private readonly List<string> _stderr = [];
+
+    private ChildProcess(string name, Process process)
+    {
+        Name = name;
+        _process = process;
+    }
+
+    public string Name { get; }
+
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    public string Stdout
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return string.Join('\n', _stdout);
+            }
+        }
+    }
+
+    public string Stderr
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return string.Join('\n', _stderr);
+            }
+        }
+    }
+
+    public IReadOnlyList<string> StdoutLines
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _stdout];
+            }
+        }
+    }
+
+    /// <summary>Everything captured so far, for failure messages.</summary>
+    public string Describe()
+    {
+        var exit = _process.HasExited ? $"exit code {_process.ExitCode}" : "still running";
+        return $"--- {Name} (pid {_process.Id}, {exit}) stdout ---\n{Stdout}\n--- {Name} stderr ---\n{Stderr}\n";
+    }
+
+    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment)
+    {
+        var psi = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = false,
+            UseShellExecute = false,
+            CreateNoWindow = true,
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        psi.ArgumentList.Add(dll);
+        foreach (var key in psi.Environment.Keys.ToList())
+        {
+            if (ScrubbedPrefixes.Any(p => key.StartsWith(p, StringComparison.OrdinalIgnoreCase)))
+            {
+                psi.Environment.Remove(key);
+            }
+        }
+
+        foreach (var (key, value) in environment)
+        {
+            psi.Environment[key] = value;
+        }
+
+        var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        var child = new ChildProcess(name, process);
+        process.OutputDataReceived += (_, e) => child.Append(child._stdout, e.Data);
+        process.ErrorDataReceived += (_, e) => child.Append(child._stderr, e.Data);
+        if (!process.Start())
+        {
+            throw new InvalidOperationException($"could not start {name}: {psi.FileName} {dll}");
+        }
+
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return child;
+    }
+
+    /// <summary>Waits until a stdout or stderr line contains <paramref name="text"/>; fails if the process exits first or time runs out.</summary>
+    public async Task<string> WaitForLineAsync(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            string? hit;
+            lock (_gate)
+            {
+                hit = _stdout.Concat(_stderr).FirstOrDefault(l => l.Contains(text, StringComparison.Ordinal));
+            }
+
+            if (hit is not null)
+            {
+                return hit;
+            }
+
+            if (_process.HasExited)
+            {
+                // Let the last lines arrive, then look once more.
+                _process.WaitForExit();
+                lock (_gate)
+                {
+                    hit = _stdout.Concat(_stderr).FirstOrDefault(l => l.Contains(text, StringComparison.Ordinal));
+                }
+
+                return hit ?? throw new TimeoutException($"{Name} exited before printing '{text}'\n{Describe()}");
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{Name} did not print '{text}' within {timeout.TotalSeconds:0.#} s\n{Describe()}");
+            }
+
+            await Task.Delay(25);
+        }
+    }
+
+    /// <summary>Waits for the process to exit and for its output to be drained; returns the exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:0.#} s\n{Describe()}");
+        }
+
+        // The no-argument overload also waits for the redirected streams to reach end of file.
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    /// <summary>Sends SIGTERM (what a service manager sends to stop a process gracefully).</summary>
+    public async Task SendSigtermAsync()
+    {
+        var psi = new ProcessStartInfo("kill") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add("-TERM");
+        psi.ArgumentList.Add(_process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var kill = Process.Start(psi) ?? throw new InvalidOperationException("could not start 'kill'");
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await kill.WaitForExitAsync(cts.Token);
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -TERM {_process.Id} failed: {await kill.StandardError.ReadToEndAsync()}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                try
+                {
+                    await _process.WaitForExitAsync(cts.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Already gone.
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+
+    private static string DotnetHost()
+    {
+        // Set by the dotnet CLI for the processes it starts (dotnet test, dotnet run).
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host))
+        {
+            return host;
+        }
+
+        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+        {
+            return self;
+        }
+
+        return "dotnet";
+    }
+
+    private void Append(List<string> lines, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            lines.Add(line);
+        }
+    }
+}

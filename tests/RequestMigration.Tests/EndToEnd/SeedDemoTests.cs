@@ -1,0 +1,95 @@
+using System.Text;
+using Shouldly;
+using Xunit;
+
+namespace RequestMigration.Tests.EndToEnd;
+
+/// <summary>The seed demo (request migration with one always-failing server), as real processes.</summary>
+[Collection(EndToEndCollection.Name)]
+public sealed class SeedDemoTests : IAsyncLifetime
+{
+    private const string StreamIncomplete = "Stream ended before generation completed";
+    private readonly ExampleHarness _harness = new();
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _harness.DisposeAsync();
+
+    [Fact]
+    public async Task Client_fails_over_from_the_always_failing_server_to_the_healthy_one()
+    {
+        var servers = await Task.WhenAll(
+            _harness.StartServerAsync("server1", "always"),
+            _harness.StartServerAsync("server2", "never"));
+        var server1 = servers[0].Process;
+
+        // Each client process starts round robin at a random offset: run until the failover path
+        // (server1 first) has been seen, at least 4 and at most 10 times.
+        var outputs = new StringBuilder();
+        var runs = 0;
+        var failovers = 0;
+        var direct = 0;
+        while (runs < 10 && (runs < 4 || failovers == 0))
+        {
+            var client = await _harness.RunClientAsync();
+            runs++;
+            outputs.Append(client.Describe());
+            var context = $"run {runs}:\n{client.Describe()}";
+
+            client.ExitCode.ShouldBe(0, context);
+            var t = ClientTranscript.Parse(client.StdoutLines);
+            t.Success.ShouldBeTrue($"'=== Success! ===' must be the last line; {context}");
+            t.Unparsed.ShouldBeEmpty(context);
+            t.Attempts.Count.ShouldBeInRange(1, 2, $"server1 is inhibited after one failure, so at most 2 attempts; {context}");
+            t.Attempts.Select(a => a.Number).ShouldBe(Enumerable.Range(1, t.Attempts.Count), context);
+
+            var last = t.Attempts[^1];
+            last.Servers.ShouldBe(["server2"], context);
+            last.Text.ShouldBe("hello world", context);
+            last.Errors.ShouldBeEmpty(context);
+            last.Retried.ShouldBeFalse(context);
+
+            if (t.Attempts.Count == 2)
+            {
+                var first = t.Attempts[0];
+                first.Items.ShouldBe([("server1", "h"), ("server1", "e")], context);
+                first.Errors.ShouldBe([StreamIncomplete], context);
+                first.Retried.ShouldBeTrue(context);
+                client.Stderr.ShouldContain($"Reporting instance {servers[0].InstanceId} down due to stream error", Case.Sensitive, context);
+                failovers++;
+            }
+            else
+            {
+                direct++;
+            }
+        }
+
+        failovers.ShouldBeGreaterThan(0, $"no run out of {runs} took the failover path (server1 first, then server2); outputs:\n{outputs}");
+        failovers.ShouldBeLessThanOrEqualTo(runs);
+        server1.Stdout.ShouldContain("Simulating stream error after 2 characters (server: server1)", Case.Sensitive, server1.Describe());
+        (failovers + direct).ShouldBe(runs);
+    }
+
+    [Fact]
+    public async Task With_only_an_always_failing_server_the_client_fails_with_no_instances_found()
+    {
+        var (server, instanceId) = await _harness.StartServerAsync("server1", "always");
+
+        var client = await _harness.RunClientAsync();
+
+        var context = client.Describe() + server.Describe();
+        client.ExitCode.ShouldBe(1, context);
+        var t = ClientTranscript.Parse(client.StdoutLines);
+        t.Success.ShouldBeFalse(context);
+        t.Attempts.Count.ShouldBe(1, context);
+        t.Attempts[0].Items.ShouldBe([("server1", "h"), ("server1", "e")], context);
+        t.Attempts[0].Errors.ShouldBe([StreamIncomplete], context);
+
+        // "Retrying request..." is only printed once a next attempt really starts; here the only instance is
+        // inhibited, so attempt 2 finds nothing to route to.
+        t.Attempts[0].Retried.ShouldBeFalse(context);
+        t.Unparsed.ShouldBe(["no instances found for endpoint demo/backend/generate"], context);
+        client.Stderr.ShouldContain($"Reporting instance {instanceId} down due to stream error", Case.Sensitive, context);
+        server.HasExited.ShouldBeFalse(context);
+    }
+}
