@@ -168,6 +168,14 @@ internal sealed class ChildProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGKILL, as <c>kill -9</c>: the process gets no chance to deregister.</summary>
+    public async Task KillHardAsync()
+    {
+        _process.Kill(entireProcessTree: false);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await _process.WaitForExitAsync(cts.Token);
+    }
+
     /// <summary>Sends SIGTERM (what a service manager sends to stop a process gracefully).</summary>
     public async Task SendSigtermAsync()
     {

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Globalization;
+using RequestMigration.Discovery;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Routing;
+using RequestMigration.Tests.Etcd;
+using RequestMigration.Transport;
+using Shouldly;
+using Xunit;
+
+namespace RequestMigration.Tests.EndToEnd;
+
+/// <summary>The example processes on a real etcd (the test's own, on free ports).</summary>
+[Collection(EtcdOutageCollection.Name)]
+public sealed class EtcdEndToEndTests(EtcdFixture etcd) : IAsyncLifetime
+{
+    private readonly ExampleHarness _harness = new();
+
+    private Dictionary<string, string> EtcdEnv => new()
+    {
+        ["DYN_STORE_KV"] = "etcd",
+        ["ETCD_ENDPOINTS"] = etcd.ClientUrl.ToString().TrimEnd('/'),
+    };
+
+    public ValueTask InitializeAsync() => new(etcd.StartAsync());
+
+    public ValueTask DisposeAsync() => _harness.DisposeAsync();
+
+    [Fact]
+    public async Task The_seed_demo_fails_over_on_etcd()
+    {
+        var servers = await Task.WhenAll(
+            _harness.StartServerAsync("server1", "always", EtcdEnv),
+            _harness.StartServerAsync("server2", "never", EtcdEnv));
+        var failovers = 0;
+        var runs = 0;
+        var outputs = new System.Text.StringBuilder();
+        while (runs < 10 && (runs < 3 || failovers == 0))
+        {
+            var client = await _harness.RunClientAsync(EtcdEnv);
+            runs++;
+            outputs.Append(client.Describe());
+            client.ExitCode.ShouldBe(0, client.Describe());
+            var t = ClientTranscript.Parse(client.StdoutLines);
+            t.Success.ShouldBeTrue(client.Describe());
+            t.Attempts[^1].Servers.ShouldBe(["server2"], client.Describe());
+            t.Attempts[^1].Text.ShouldBe("hello world", client.Describe());
+            if (t.Attempts.Count == 2)
+            {
+                t.Attempts[0].Items.ShouldBe([("server1", "h"), ("server1", "e")], client.Describe());
+                t.Attempts[0].Errors.ShouldBe(["Stream ended before generation completed"], client.Describe());
+                failovers++;
+            }
+        }
+
+        failovers.ShouldBeGreaterThan(0, $"no run took the failover path:\n{outputs}");
+
+        // On etcd the instance id is the lease id: the registered key is bound to that lease.
+        await using var store = new RequestMigration.Discovery.Etcd.EtcdKeyValueStore(etcd.Options());
+        var id = ulong.Parse(servers[0].InstanceId, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        var entry = await store.GetAsync(InstanceKeys.Key(EndpointId.Parse(ExampleHarness.Endpoint), id), TestContext.Current.CancellationToken);
+        entry.ShouldNotBeNull();
+        ((ulong)entry.LeaseId).ShouldBe(id);
+    }
+
+    [Fact]
+    public async Task A_server_killed_with_sigkill_disappears_from_a_running_router_within_ttl_plus_one_second()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (victim, victimHex) = await _harness.StartServerAsync("victim", "never", EtcdEnv);
+        var (_, survivorHex) = await _harness.StartServerAsync("survivor", "never", EtcdEnv);
+        var victimId = ulong.Parse(victimHex, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        var survivorId = ulong.Parse(survivorHex, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+
+        await using var runtime = new RequestMigrationRuntime(new RuntimeOptions
+        {
+            Transport = TransportKind.Tcp,
+            Discovery = new DiscoveryOptions { Store = StoreKind.Etcd, Etcd = etcd.Options() },
+        });
+        var router = runtime.CreateRouter<string, string>(EndpointId.Parse(ExampleHarness.Endpoint), new RouterOptions { InhibitDuration = TimeSpan.Zero });
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (router.Instances.Source.Count < 2 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, ct);
+        }
+
+        router.Instances.Source.Select(r => r.InstanceId).Order().ShouldBe(new[] { victimId, survivorId }.Order());
+
+        var killedAt = Stopwatch.StartNew();
+        await victim.KillHardAsync();
+        var served = 0;
+        while (router.Instances.Source.Any(r => r.InstanceId == victimId) && killedAt.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            // Requests keep succeeding meanwhile: a refused connection fails over to the survivor.
+            var items = await RequestMigration.Tests.Transport.TransportConformanceTests.Collect(router.GenerateAsync("ok", ct));
+            items.Where(i => !i.IsError).Select(i => i.Data).ShouldBe(["from server: survivor, data: o", "from server: survivor, data: k"]);
+            served++;
+            await Task.Delay(100, ct);
+        }
+
+        var gone = killedAt.Elapsed;
+        router.Instances.Source.Select(r => r.InstanceId).ShouldBe([survivorId]);
+        gone.ShouldBeLessThanOrEqualTo(TimeSpan.FromSeconds(11), "lease TTL is 10 s: the record must vanish within TTL + 1 s");
+        served.ShouldBeGreaterThan(0);
+    }
+}
