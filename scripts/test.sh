@@ -12,7 +12,9 @@ log="$(mktemp)"
 dotnet test RequestMigration.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
-# One closing line for the whole run, summed over test assemblies.
+# One closing line for the whole run, summed over test assemblies. dotnet test prints either
+# "Passed!  - Failed: F, Passed: P, Skipped: S, ..." per assembly or, at normal verbosity, a block of
+# "Passed: P" / "Failed: F" / "Skipped: S" lines after "Total tests:".
 awk '
   /(Passed|Failed)!  - Failed:/ {
     gsub(/,/, "");
@@ -21,8 +23,13 @@ awk '
       if ($i == "Passed:") p += $(i+1);
       if ($i == "Skipped:") s += $(i+1);
     }
-    seen = 1
+    seen = 1; next
   }
+  /^Total tests: [0-9]+/ { block = 1; seen = 1; next }
+  block && /^ +Passed: [0-9]+$/  { p += $2; next }
+  block && /^ +Failed: [0-9]+$/  { f += $2; next }
+  block && /^ +Skipped: [0-9]+$/ { s += $2; next }
+  block && /^ +Total time:/      { block = 0 }
   END {
     if (!seen) { print "Tests: 0 passed, 1 failed (no test results: see the build output above)"; exit }
     printf "Tests: %d passed, %d failed, %d skipped\n", p, f, s

@@ -22,9 +22,28 @@ public sealed class EtcdEndToEndTests(EtcdFixture etcd) : IAsyncLifetime
         ["ETCD_ENDPOINTS"] = etcd.ClientUrl.ToString().TrimEnd('/'),
     };
 
-    public ValueTask InitializeAsync() => new(etcd.StartAsync());
+    public async ValueTask InitializeAsync()
+    {
+        await etcd.StartAsync();
+        await ClearDemoInstancesAsync();
+    }
 
-    public ValueTask DisposeAsync() => _harness.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _harness.DisposeAsync();
+
+        // A SIGKILLed server's record lives until its lease expires; don't hand it to the next test.
+        await ClearDemoInstancesAsync();
+    }
+
+    private async Task ClearDemoInstancesAsync()
+    {
+        await using var store = new RequestMigration.Discovery.Etcd.EtcdKeyValueStore(etcd.Options());
+        foreach (var e in await store.ListAsync(InstanceKeys.Prefix(EndpointId.Parse(ExampleHarness.Endpoint))))
+        {
+            await store.DeleteAsync(e.Key);
+        }
+    }
 
     [Fact]
     public async Task The_seed_demo_fails_over_on_etcd()
