@@ -26,7 +26,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
     // Keys this instance wrote, with the value (to rewrite a file another process removed) and lease.
     private readonly Dictionary<string, Owned> _owned = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, LeaseState> _leases = [];
+    private readonly LeaseTable _leases;
     private readonly List<ChannelWriter<bool>> _watchSignals = [];
     private readonly ITimer _refresher;
     private bool _disposed;
@@ -37,6 +37,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         _options = options ?? new FileStoreOptions();
         _options.Validate();
         _time = timeProvider ?? TimeProvider.System;
+        _leases = new LeaseTable(_time);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _root = _options.ResolveRoot();
         Directory.CreateDirectory(_root);
@@ -84,22 +85,19 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         {
             ThrowIfDisposed();
             ExpireLeases();
-            if (leaseId != 0 && !_leases.ContainsKey(leaseId))
+            if (leaseId != 0 && !_leases.Exists(leaseId))
             {
                 throw new LeaseNotFoundException(leaseId);
             }
 
             WriteAtomically(FileKeyPaths.ToPath(_root, key), copy);
-            if (_owned.TryGetValue(key, out var old) && old.LeaseId != 0 && _leases.TryGetValue(old.LeaseId, out var oldLease))
+            if (_owned.TryGetValue(key, out var old))
             {
-                oldLease.Keys.Remove(key);
+                _leases.Unbind(old.LeaseId, key);
             }
 
             _owned[key] = new Owned(copy, leaseId);
-            if (leaseId != 0)
-            {
-                _leases[leaseId].Keys.Add(key);
-            }
+            _leases.Bind(leaseId, key);
         }
 
         return ValueTask.CompletedTask;
@@ -125,14 +123,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         lock (_gate)
         {
             ThrowIfDisposed();
-            long id;
-            do
-            {
-                id = Random.Shared.NextInt64(1, long.MaxValue);
-            }
-            while (_leases.ContainsKey(id));
-
-            _leases[id] = new LeaseState(ttl) { ExpiresAt = _time.GetUtcNow() + ttl };
+            var id = _leases.Grant(ttl);
             return ValueTask.FromResult(id);
         }
     }
@@ -145,13 +136,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         {
             ThrowIfDisposed();
             ExpireLeases();
-            if (!_leases.TryGetValue(leaseId, out var lease))
-            {
-                return ValueTask.FromResult(false);
-            }
-
-            lease.ExpiresAt = _time.GetUtcNow() + lease.Ttl;
-            return ValueTask.FromResult(true);
+            return ValueTask.FromResult(_leases.KeepAlive(leaseId));
         }
     }
 
@@ -408,17 +393,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
     private void ExpireLeases()
     {
-        var now = _time.GetUtcNow();
-        List<long>? expired = null;
-        foreach (var (id, lease) in _leases)
-        {
-            if (lease.ExpiresAt <= now)
-            {
-                (expired ??= []).Add(id);
-            }
-        }
-
-        foreach (var id in expired ?? [])
+        foreach (var id in _leases.Expired() ?? [])
         {
             EndLease(id);
         }
@@ -426,12 +401,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
     private void EndLease(long leaseId)
     {
-        if (!_leases.Remove(leaseId, out var lease))
-        {
-            return;
-        }
-
-        foreach (var key in lease.Keys)
+        foreach (var key in _leases.Remove(leaseId) ?? [])
         {
             _owned.Remove(key);
             TryDelete(FileKeyPaths.ToPath(_root, key));
@@ -440,9 +410,9 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
     private bool DeleteOwnedOrForeign(string key)
     {
-        if (_owned.Remove(key, out var owned) && owned.LeaseId != 0 && _leases.TryGetValue(owned.LeaseId, out var lease))
+        if (_owned.Remove(key, out var owned))
         {
-            lease.Keys.Remove(key);
+            _leases.Unbind(owned.LeaseId, key);
         }
 
         return TryDelete(FileKeyPaths.ToPath(_root, key));
@@ -484,13 +454,4 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
     private partial void LogRefreshFailed(string path, string reason);
 
     private sealed record Owned(byte[] Value, long LeaseId);
-
-    private sealed class LeaseState(TimeSpan ttl)
-    {
-        public TimeSpan Ttl { get; } = ttl;
-
-        public DateTimeOffset ExpiresAt { get; set; }
-
-        public HashSet<string> Keys { get; } = new(StringComparer.Ordinal);
-    }
 }

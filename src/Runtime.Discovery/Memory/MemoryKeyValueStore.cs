@@ -17,9 +17,9 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
     //    sees changes in revision order and none between its snapshot and its first live event is lost.
     private readonly Lock _gate = new();
     private readonly SortedDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, LeaseState> _leases = [];
     private readonly List<Watcher> _watchers = [];
     private readonly TimeProvider _time;
+    private readonly LeaseTable _leases;
     private readonly ITimer _sweeper;
     private long _revision;
     private bool _disposed;
@@ -29,6 +29,7 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
     public MemoryKeyValueStore(TimeProvider? timeProvider = null)
     {
         _time = timeProvider ?? TimeProvider.System;
+        _leases = new LeaseTable(_time);
         // Expired leases are also removed lazily on every call; the sweeper makes watchers see the
         // deletes even when nobody calls in.
         _sweeper = _time.CreateTimer(static s => ((MemoryKeyValueStore)s!).Sweep(), this, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
@@ -70,19 +71,17 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
         {
             ThrowIfDisposed();
             ExpireLeases();
-            LeaseState? lease = null;
-            if (leaseId != 0 && !_leases.TryGetValue(leaseId, out lease))
+            if (leaseId != 0 && !_leases.Exists(leaseId))
             {
                 throw new LeaseNotFoundException(leaseId);
             }
 
-            if (_entries.TryGetValue(key, out var old) && old.LeaseId != 0 && old.LeaseId != leaseId
-                && _leases.TryGetValue(old.LeaseId, out var oldLease))
+            if (_entries.TryGetValue(key, out var old) && old.LeaseId != leaseId)
             {
-                oldLease.Keys.Remove(key);
+                _leases.Unbind(old.LeaseId, key);
             }
 
-            lease?.Keys.Add(key);
+            _leases.Bind(leaseId, key);
             var copy = value.ToArray();
             var rev = ++_revision;
             _entries[key] = new Entry(copy, rev, leaseId);
@@ -112,14 +111,7 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
         lock (_gate)
         {
             ThrowIfDisposed();
-            long id;
-            do
-            {
-                id = Random.Shared.NextInt64(1, long.MaxValue);
-            }
-            while (_leases.ContainsKey(id));
-
-            _leases[id] = new LeaseState(ttl, _time.GetUtcNow() + ttl);
+            var id = _leases.Grant(ttl);
             return ValueTask.FromResult(id);
         }
     }
@@ -132,13 +124,7 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
         {
             ThrowIfDisposed();
             ExpireLeases();
-            if (!_leases.TryGetValue(leaseId, out var lease))
-            {
-                return ValueTask.FromResult(false);
-            }
-
-            lease.ExpiresAt = _time.GetUtcNow() + lease.Ttl;
-            return ValueTask.FromResult(true);
+            return ValueTask.FromResult(_leases.KeepAlive(leaseId));
         }
     }
 
@@ -239,33 +225,15 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
 
     private void ExpireLeases()
     {
-        var now = _time.GetUtcNow();
-        List<long>? expired = null;
-        foreach (var (id, lease) in _leases)
+        foreach (var id in _leases.Expired() ?? [])
         {
-            if (lease.ExpiresAt <= now)
-            {
-                (expired ??= []).Add(id);
-            }
-        }
-
-        if (expired is not null)
-        {
-            foreach (var id in expired)
-            {
-                EndLease(id);
-            }
+            EndLease(id);
         }
     }
 
     private void EndLease(long leaseId)
     {
-        if (!_leases.Remove(leaseId, out var lease))
-        {
-            return;
-        }
-
-        foreach (var key in lease.Keys)
+        foreach (var key in _leases.Remove(leaseId) ?? [])
         {
             RemoveKey(key);
         }
@@ -278,10 +246,7 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
             return false;
         }
 
-        if (old.LeaseId != 0 && _leases.TryGetValue(old.LeaseId, out var lease))
-        {
-            lease.Keys.Remove(key);
-        }
+        _leases.Unbind(old.LeaseId, key);
 
         Publish(new WatchEvent(WatchEventKind.Delete, key, ReadOnlyMemory<byte>.Empty, ++_revision));
         return true;
@@ -303,15 +268,6 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
     private sealed record Entry(byte[] Value, long ModRevision, long LeaseId)
     {
         public KeyValueEntry ToEntry(string key) => new(key, Value, ModRevision, LeaseId);
-    }
-
-    private sealed class LeaseState(TimeSpan ttl, DateTimeOffset expiresAt)
-    {
-        public TimeSpan Ttl { get; } = ttl;
-
-        public DateTimeOffset ExpiresAt { get; set; } = expiresAt;
-
-        public HashSet<string> Keys { get; } = new(StringComparer.Ordinal);
     }
 
     private sealed record Watcher(string Prefix, ChannelWriter<WatchEvent> Writer);
