@@ -42,7 +42,7 @@ public sealed class JsonPayloadSerializer : IPayloadSerializer
 
         try
         {
-            JsonSerializer.Serialize(writer, value, (JsonTypeInfo<T>)_options.GetTypeInfo(typeof(T)));
+            JsonSerializer.Serialize(writer, value, TypeInfo<T>());
             writer.Flush();
         }
         finally
@@ -55,9 +55,31 @@ public sealed class JsonPayloadSerializer : IPayloadSerializer
     /// <inheritdoc />
     public T Deserialize<T>(ReadOnlySequence<byte> payload)
     {
-        var reader = new Utf8JsonReader(payload);
-        return JsonSerializer.Deserialize(ref reader, (JsonTypeInfo<T>)_options.GetTypeInfo(typeof(T)))!;
+        var reader = payload.IsSingleSegment ? new Utf8JsonReader(payload.FirstSpan) : new Utf8JsonReader(payload);
+        return JsonSerializer.Deserialize(ref reader, TypeInfo<T>())!;
     }
+
+    private JsonTypeInfo<T> TypeInfo<T>()
+    {
+        // One cached entry per T (the common case is one serializer per process); a different options
+        // instance just replaces it. The entry is one object, so readers never see a torn pair.
+        var entry = TypeInfoCache<T>.Entry;
+        if (entry is not null && ReferenceEquals(entry.Options, _options))
+        {
+            return entry.Info;
+        }
+
+        var info = (JsonTypeInfo<T>)_options.GetTypeInfo(typeof(T));
+        TypeInfoCache<T>.Entry = new CachedTypeInfo<T>(_options, info);
+        return info;
+    }
+
+    private static class TypeInfoCache<T>
+    {
+        public static volatile CachedTypeInfo<T>? Entry;
+    }
+
+    private sealed record CachedTypeInfo<T>(JsonSerializerOptions Options, JsonTypeInfo<T> Info);
 
     private sealed class NullBufferWriter : IBufferWriter<byte>
     {

@@ -247,6 +247,7 @@ internal sealed class StreamSession
         finally
         {
             _busy = false;
+            _writer.Trim();
             if (_server.IsDraining)
             {
                 // Finished the last response this session will carry.

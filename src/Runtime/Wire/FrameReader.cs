@@ -12,7 +12,8 @@ namespace RequestMigration.Wire;
 /// </summary>
 internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDisposable
 {
-    private readonly PipeReader _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
+    // Zero-byte reads: an idle stream waits for data without holding a pooled 16 KiB buffer.
+    private readonly PipeReader _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true));
     // Invariant: while _held is true we own a ReadResult (its buffer starts at _buffer.Start for the
     // unparsed part) and have not called AdvanceTo. Frames handed out point into that buffer, so they
     // stay valid until the next ReadAsync needs more bytes and releases it.
@@ -26,7 +27,10 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
 
     /// <summary>Reads the next frame; false on a clean end of stream between frames.</summary>
     /// <exception cref="ProtocolException">Unknown type, oversized frame, or the stream ended inside a frame.</exception>
-    public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken)
+    public ValueTask<bool> ReadAsync(CancellationToken cancellationToken) =>
+        _held && TryParse() ? new ValueTask<bool>(true) : ReadSlowAsync(cancellationToken);
+
+    private async ValueTask<bool> ReadSlowAsync(CancellationToken cancellationToken)
     {
         while (true)
         {

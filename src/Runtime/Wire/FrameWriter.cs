@@ -93,6 +93,9 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
         _buffer.Reset();
     }
 
+    /// <summary>Gives the (possibly grown) buffer back to the pool; call when the stream goes idle.</summary>
+    public void Trim() => _buffer.Trim();
+
     public void Dispose() => _buffer.Dispose();
 
     private void TruncateTo(int count)

@@ -5,10 +5,12 @@ namespace RequestMigration.Wire;
 /// <summary>A growable, reusable byte buffer on <see cref="ArrayPool{T}"/>; also lets the frame writer patch lengths.</summary>
 internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
 {
-    private byte[] _buffer;
+    // Rented on first use and given back by Trim: an idle stream or pooled connection holds no buffer.
+    private readonly int _initialCapacity;
+    private byte[] _buffer = [];
     private int _written;
 
-    public PooledBufferWriter(int initialCapacity = 4096) => _buffer = ArrayPool<byte>.Shared.Rent(initialCapacity);
+    public PooledBufferWriter(int initialCapacity = 4096) => _initialCapacity = initialCapacity;
 
     public int WrittenCount => _written;
 
@@ -32,6 +34,16 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
 
     public void Reset() => _written = 0;
 
+    /// <summary>Returns the buffer to the pool when nothing is buffered (between bursts).</summary>
+    public void Trim()
+    {
+        if (_written == 0 && _buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
+    }
+
     public void Dispose()
     {
         var b = _buffer;
@@ -51,9 +63,13 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
             return;
         }
 
-        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + sizeHint));
+        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(Math.Max(_buffer.Length * 2, _initialCapacity), _written + sizeHint));
         _buffer.AsSpan(0, _written).CopyTo(bigger);
-        ArrayPool<byte>.Shared.Return(_buffer);
+        if (_buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+        }
+
         _buffer = bigger;
     }
 }

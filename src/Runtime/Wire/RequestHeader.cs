@@ -20,6 +20,8 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
 
     private const int MaxText = ushort.MaxValue;
 
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     /// <summary>Writes the header to <paramref name="output"/>.</summary>
     public void Write(IBufferWriter<byte> output)
     {
@@ -98,7 +100,7 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
         reader.Advance(len);
         try
         {
-            return new UTF8Encoding(false, true).GetString(slice);
+            return StrictUtf8.GetString(slice);
         }
         catch (DecoderFallbackException)
         {

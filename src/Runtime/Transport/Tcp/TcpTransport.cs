@@ -205,6 +205,7 @@ internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize,
 
     internal void Return(TcpClientConnection conn, ConcurrentBag<TcpClientConnection> bag)
     {
+        conn.Writer.Trim();
         if (_disposed || bag.Count >= MaxIdlePerAddress)
         {
             _ = conn.CloseAsync();
