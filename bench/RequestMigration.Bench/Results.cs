@@ -1,0 +1,232 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RequestMigration.Bench;
+
+/// <summary>
+/// Figures of one transport. Field names are part of the bench's interface (<c>--out</c>): snake_case, stable;
+/// a figure that could not be measured is null, never a made-up number.
+/// </summary>
+internal class TransportFigures
+{
+    [JsonPropertyName("transport")]
+    public string Transport { get; set; } = "tcp";
+
+    [JsonPropertyName("throughput_items")]
+    public int ThroughputItems { get; set; }
+
+    [JsonPropertyName("throughput_items_per_sec")]
+    public double? ThroughputItemsPerSec { get; set; }
+
+    [JsonPropertyName("grpc_throughput_items_per_sec")]
+    public double? GrpcThroughputItemsPerSec { get; set; }
+
+    [JsonPropertyName("raw_transport_items_per_sec")]
+    public double? RawTransportItemsPerSec { get; set; }
+
+    /// <summary>Process CPU (client + server, same process) per item: less sensitive to a busy machine than items/s.</summary>
+    [JsonPropertyName("throughput_cpu_us_per_item")]
+    public double? ThroughputCpuUsPerItem { get; set; }
+
+    [JsonPropertyName("grpc_throughput_cpu_us_per_item")]
+    public double? GrpcThroughputCpuUsPerItem { get; set; }
+
+    [JsonPropertyName("raw_transport_cpu_us_per_item")]
+    public double? RawTransportCpuUsPerItem { get; set; }
+
+    [JsonPropertyName("request_callers")]
+    public int RequestCallers { get; set; }
+
+    [JsonPropertyName("request_rate_per_sec")]
+    public double? RequestRatePerSec { get; set; }
+
+    [JsonPropertyName("grpc_request_rate_per_sec")]
+    public double? GrpcRequestRatePerSec { get; set; }
+
+    [JsonPropertyName("request_latency_ms_p50")]
+    public double? RequestLatencyMsP50 { get; set; }
+
+    [JsonPropertyName("request_latency_ms_p99")]
+    public double? RequestLatencyMsP99 { get; set; }
+
+    [JsonPropertyName("grpc_request_latency_ms_p50")]
+    public double? GrpcRequestLatencyMsP50 { get; set; }
+
+    [JsonPropertyName("grpc_request_latency_ms_p99")]
+    public double? GrpcRequestLatencyMsP99 { get; set; }
+
+    [JsonPropertyName("request_cpu_us_per_request")]
+    public double? RequestCpuUsPerRequest { get; set; }
+
+    [JsonPropertyName("grpc_request_cpu_us_per_request")]
+    public double? GrpcRequestCpuUsPerRequest { get; set; }
+
+    [JsonPropertyName("grpc_load_balancing")]
+    public string GrpcLoadBalancing { get; set; } = "round_robin via Grpc.Net.Client static resolver";
+
+    [JsonPropertyName("failovers")]
+    public int Failovers { get; set; }
+
+    [JsonPropertyName("failover_gap_ms_p50")]
+    public double? FailoverGapMsP50 { get; set; }
+
+    [JsonPropertyName("failover_gap_ms_p99")]
+    public double? FailoverGapMsP99 { get; set; }
+
+    [JsonPropertyName("failover_gap_ms_max")]
+    public double? FailoverGapMsMax { get; set; }
+
+    /// <summary>Cut to the consumer seeing the error item: the detection part of the gap.</summary>
+    [JsonPropertyName("failover_detect_ms_p50")]
+    public double? FailoverDetectMsP50 { get; set; }
+
+    [JsonPropertyName("grpc_failover")]
+    public string GrpcFailover { get; set; } = "n/a (no mid-stream failover)";
+
+    [JsonPropertyName("idle_streams")]
+    public int IdleStreams { get; set; }
+
+    /// <summary>Server process working-set growth per idle stream (after GC).</summary>
+    [JsonPropertyName("bytes_per_idle_stream")]
+    public double? BytesPerIdleStream { get; set; }
+
+    /// <summary>Server managed-heap growth per idle stream (after GC).</summary>
+    [JsonPropertyName("managed_bytes_per_idle_stream")]
+    public double? ManagedBytesPerIdleStream { get; set; }
+
+    /// <summary>Client (bench) process working-set growth per idle stream (after GC).</summary>
+    [JsonPropertyName("client_bytes_per_idle_stream")]
+    public double? ClientBytesPerIdleStream { get; set; }
+
+    [JsonPropertyName("grpc_bytes_per_idle_stream")]
+    public double? GrpcBytesPerIdleStream { get; set; }
+
+    [JsonPropertyName("grpc_managed_bytes_per_idle_stream")]
+    public double? GrpcManagedBytesPerIdleStream { get; set; }
+
+    [JsonPropertyName("grpc_client_bytes_per_idle_stream")]
+    public double? GrpcClientBytesPerIdleStream { get; set; }
+
+    [JsonPropertyName("ratios")]
+    public Ratios Ratios { get; set; } = new();
+
+    [JsonPropertyName("errors")]
+    public List<string> Errors { get; set; } = [];
+
+    public void ComputeRatios()
+    {
+        Ratios = new Ratios
+        {
+            ThroughputVsGrpc = Ratio(ThroughputItemsPerSec, GrpcThroughputItemsPerSec),
+            RequestRateVsGrpc = Ratio(RequestRatePerSec, GrpcRequestRatePerSec),
+            RawTransportVsRouter = Ratio(RawTransportItemsPerSec, ThroughputItemsPerSec),
+            IdleStreamMemoryVsGrpc = Ratio(BytesPerIdleStream, GrpcBytesPerIdleStream),
+        };
+    }
+
+    private static double? Ratio(double? a, double? b) => a is { } x && b is { } y && y > 0 ? x / y : null;
+}
+
+internal sealed class Ratios
+{
+    [JsonPropertyName("throughput_vs_grpc")]
+    public double? ThroughputVsGrpc { get; set; }
+
+    [JsonPropertyName("request_rate_vs_grpc")]
+    public double? RequestRateVsGrpc { get; set; }
+
+    /// <summary>Raw transport items/s over router items/s: what the router's per-item path costs.</summary>
+    [JsonPropertyName("raw_transport_vs_router")]
+    public double? RawTransportVsRouter { get; set; }
+
+    /// <summary>Server bytes per idle stream, ours over gRPC's (below 1 is better for us).</summary>
+    [JsonPropertyName("idle_stream_memory_vs_grpc")]
+    public double? IdleStreamMemoryVsGrpc { get; set; }
+}
+
+internal sealed class PropagationFigures
+{
+    [JsonPropertyName("available")]
+    public bool Available { get; set; }
+
+    [JsonPropertyName("reason")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Reason { get; set; }
+
+    [JsonPropertyName("cycles")]
+    public int Cycles { get; set; }
+
+    [JsonPropertyName("register_ms_p50")]
+    public double? RegisterMsP50 { get; set; }
+
+    [JsonPropertyName("register_ms_p99")]
+    public double? RegisterMsP99 { get; set; }
+
+    [JsonPropertyName("remove_ms_p50")]
+    public double? RemoveMsP50 { get; set; }
+
+    [JsonPropertyName("remove_ms_p99")]
+    public double? RemoveMsP99 { get; set; }
+
+    /// <summary>p99 over register and remove samples together: how long any discovery change takes to reach a router.</summary>
+    [JsonPropertyName("propagation_ms_p99")]
+    public double? PropagationMsP99 { get; set; }
+}
+
+/// <summary>The whole run: machine first, then the TCP figures at top level, then discovery and QUIC (or why it was skipped).</summary>
+internal sealed class BenchResults : TransportFigures
+{
+    [JsonPropertyName("cores")]
+    [JsonPropertyOrder(-10)]
+    public int Cores { get; set; } = Environment.ProcessorCount;
+
+    [JsonPropertyName("quick")]
+    [JsonPropertyOrder(-10)]
+    public bool Quick { get; set; }
+
+    [JsonPropertyName("started_utc")]
+    [JsonPropertyOrder(-10)]
+    public DateTimeOffset StartedUtc { get; set; } = DateTimeOffset.UtcNow;
+
+    [JsonPropertyName("runtime")]
+    [JsonPropertyOrder(-10)]
+    public string Runtime { get; set; } = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription;
+
+    [JsonPropertyName("os")]
+    [JsonPropertyOrder(-10)]
+    public string Os { get; set; } = System.Runtime.InteropServices.RuntimeInformation.OSDescription;
+
+    /// <summary>1-minute load average before and after the run: above the core count, other work shared the CPUs.</summary>
+    [JsonPropertyName("load_average_start")]
+    [JsonPropertyOrder(-10)]
+    public double? LoadAverageStart { get; set; } = Cpu.LoadAverage();
+
+    [JsonPropertyName("load_average_end")]
+    [JsonPropertyOrder(-10)]
+    public double? LoadAverageEnd { get; set; }
+
+    [JsonPropertyName("open_files_limit")]
+    [JsonPropertyOrder(-10)]
+    public long? OpenFilesLimit { get; set; }
+
+    [JsonPropertyName("propagation")]
+    [JsonPropertyOrder(10)]
+    public Dictionary<string, PropagationFigures> Propagation { get; set; } = [];
+
+    [JsonPropertyName("quic")]
+    [JsonPropertyOrder(10)]
+    public TransportFigures? Quic { get; set; }
+
+    [JsonPropertyName("quic_skipped_reason")]
+    [JsonPropertyOrder(10)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? QuicSkippedReason { get; set; }
+
+    [JsonPropertyName("elapsed_sec")]
+    [JsonPropertyOrder(10)]
+    public double ElapsedSec { get; set; }
+
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}

@@ -1,0 +1,94 @@
+using System.Globalization;
+using System.Text;
+
+namespace RequestMigration.Bench;
+
+/// <summary>Renders a run as the markdown table that docs/benchmarks.md quotes verbatim.</summary>
+internal static class TablePrinter
+{
+    public static string Render(BenchResults r)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"### RequestMigration vs gRPC ({(r.Quick ? "quick" : "full")} run)");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {r.Cores} cores, {r.Os}, {r.Runtime}; everything on 127.0.0.1 with TLS, servers and clients in one process (workstation GC); open-files limit {r.OpenFilesLimit?.ToString(CultureInfo.InvariantCulture) ?? "?"}; 1-min load average {Load(r.LoadAverageStart)} at start, {Load(r.LoadAverageEnd)} at end.");
+        sb.AppendLine();
+        AppendTransport(sb, r, r.Transport);
+        if (r.Quic is { } quic)
+        {
+            sb.AppendLine();
+            AppendTransport(sb, quic, quic.Transport);
+        }
+        else
+        {
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"QUIC: skipped ({r.QuicSkippedReason}).");
+        }
+
+        sb.AppendLine();
+        sb.AppendLine("#### Discovery propagation (register -> routable, remove -> gone)");
+        sb.AppendLine();
+        sb.AppendLine("| Store | Cycles | Register p50 (ms) | Register p99 (ms) | Remove p50 (ms) | Remove p99 (ms) | Propagation p99 (ms) |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var (store, p) in r.Propagation)
+        {
+            if (!p.Available)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {store} | - | not available: {p.Reason} | | | | |");
+                continue;
+            }
+
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {store} | {p.Cycles} | {Ms(p.RegisterMsP50)} | {Ms(p.RegisterMsP99)} | {Ms(p.RemoveMsP50)} | {Ms(p.RemoveMsP99)} | {Ms(p.PropagationMsP99)} |");
+        }
+
+        var errors = r.Errors.Concat(r.Quic?.Errors ?? []).ToList();
+        if (errors.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("Errors:");
+            foreach (var e in errors)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"- {e}");
+            }
+        }
+
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Total bench time: {r.ElapsedSec:0.0} s.");
+        return sb.ToString();
+    }
+
+    private static void AppendTransport(StringBuilder sb, TransportFigures f, string transport)
+    {
+        sb.AppendLine(CultureInfo.InvariantCulture, $"#### Transport: {transport} (gRPC: HTTP/2 over TLS over TCP, Kestrel + Grpc.Net.Client)");
+        sb.AppendLine();
+        sb.AppendLine("| Figure | RequestMigration | gRPC | Ours / gRPC |");
+        sb.AppendLine("|---|---:|---:|---:|");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, 1 stream of {f.ThroughputItems:N0} x 64-B items, through PushRouter (items/s) | {Rate(f.ThroughputItemsPerSec)} | {Rate(f.GrpcThroughputItemsPerSec)} | {Ratio(f.Ratios.ThroughputVsGrpc)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, raw transport without router (items/s) | {Rate(f.RawTransportItemsPerSec)} | - | raw/router {Ratio(f.Ratios.RawTransportVsRouter)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming CPU per item, client + server (us): router / raw | {Us(f.ThroughputCpuUsPerItem)} / {Us(f.RawTransportCpuUsPerItem)} | {Us(f.GrpcThroughputCpuUsPerItem)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request rate, {f.RequestCallers} callers, 2 servers, 10 items/request (req/s) | {Rate(f.RequestRatePerSec)} | {Rate(f.GrpcRequestRatePerSec)} | {Ratio(f.Ratios.RequestRateVsGrpc)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request latency p50 (ms) | {Ms(f.RequestLatencyMsP50)} | {Ms(f.GrpcRequestLatencyMsP50)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request latency p99 (ms) | {Ms(f.RequestLatencyMsP99)} | {Ms(f.GrpcRequestLatencyMsP99)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| CPU per request, client + server (us) | {Us(f.RequestCpuUsPerRequest)} | {Us(f.GrpcRequestCpuUsPerRequest)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap p50, cut -> next item from another instance ({f.Failovers} failovers) (ms) | {Ms(f.FailoverGapMsP50)} | {f.GrpcFailover} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap p99 (ms) | {Ms(f.FailoverGapMsP99)} | {f.GrpcFailover} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap max (ms) | {Ms(f.FailoverGapMsMax)} | {f.GrpcFailover} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover detection p50, cut -> consumer sees the error item (ms) | {Ms(f.FailoverDetectMsP50)} | - | |");
+        var conn = transport == "tcp" ? "each stream is its own TCP+TLS connection" : "streams share one QUIC connection";
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Server memory per idle stream, {f.IdleStreams:N0} streams; ours: {conn}; gRPC: HTTP/2 streams (bytes, working set after GC) | {Bytes(f.BytesPerIdleStream)} | {Bytes(f.GrpcBytesPerIdleStream)} | {Ratio(f.Ratios.IdleStreamMemoryVsGrpc)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Server managed heap per idle stream (bytes) | {Bytes(f.ManagedBytesPerIdleStream)} | {Bytes(f.GrpcManagedBytesPerIdleStream)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Client memory per idle stream (bytes, working set after GC) | {Bytes(f.ClientBytesPerIdleStream)} | {Bytes(f.GrpcClientBytesPerIdleStream)} | |");
+    }
+
+    private static string Us(double? v) => v is { } x ? x.ToString("0.00", CultureInfo.InvariantCulture) : "failed";
+
+    private static string Load(double? v) => v is { } x ? x.ToString("0.0", CultureInfo.InvariantCulture) : "?";
+
+    private static string Rate(double? v) => v is { } x ? x.ToString("N0", CultureInfo.InvariantCulture) : "failed";
+
+    private static string Ms(double? v) => v is { } x ? x.ToString(x < 10 ? "0.000" : "0.0", CultureInfo.InvariantCulture) : "failed";
+
+    private static string Bytes(double? v) => v is { } x ? x.ToString("N0", CultureInfo.InvariantCulture) : "failed";
+
+    private static string Ratio(double? v) => v is { } x ? x.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-";
+}
