@@ -83,6 +83,43 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
         ((ulong)entry.LeaseId).ShouldBe(bad.InstanceId);
     }
 
+    [Fact]
+    public async Task A_gracefully_stopped_server_leaves_the_router_at_once()
+    {
+        var endpoint = NewEndpoint();
+        await using var serverRuntime = Runtime();
+        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
+        await server.StartAsync(Ct);
+        await using var clientRuntime = Runtime();
+        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
+
+        var stopped = System.Diagnostics.Stopwatch.StartNew();
+        await server.StopAsync(Ct);
+        (await EventuallyAsync(() => Task.FromResult(router.Instances.Source.Count == 0), TimeSpan.FromSeconds(2)))
+            .ShouldBeTrue("a graceful stop deletes the record (and revokes the lease) instead of waiting for the TTL");
+        stopped.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2));
+    }
+
+    [Fact]
+    public async Task A_corrupt_record_in_etcd_is_skipped_and_routing_continues_with_the_valid_ones()
+    {
+        var endpoint = NewEndpoint();
+        await using var serverRuntime = Runtime();
+        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
+        await server.StartAsync(Ct);
+
+        await using var raw = new EtcdKeyValueStore(etcd.Options());
+        await raw.PutAsync(InstanceKeys.Key(endpoint, 0xbad), B("{not json"), cancellationToken: Ct);
+        await raw.PutAsync(InstanceKeys.Prefix(endpoint) + "zzz", B("{}"), cancellationToken: Ct);
+
+        await using var clientRuntime = Runtime();
+        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
+        router.Instances.Source.Select(r => r.InstanceId).ShouldBe([server.InstanceId]);
+        (await TransportConformanceTests.Collect(router.GenerateAsync("ok", Ct))).Select(i => i.Data).ShouldBe(["o", "k"]);
+    }
+
     private RequestMigrationRuntime Runtime() => new(new RuntimeOptions
     {
         Transport = TransportKind.Tcp,
