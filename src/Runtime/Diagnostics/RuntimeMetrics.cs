@@ -4,7 +4,8 @@ namespace RequestMigration.Diagnostics;
 
 /// <summary>
 /// Instruments of the runtime, on the meter <c>RequestMigration</c> (listen with dotnet-counters or
-/// OpenTelemetry). Tags use the same names as log properties.
+/// OpenTelemetry). Router instruments carry an <c>endpoint</c> tag (<c>ns/component/endpoint</c>), the same
+/// name as the log property.
 /// </summary>
 public static class RuntimeMetrics
 {

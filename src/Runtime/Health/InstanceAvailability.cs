@@ -109,7 +109,7 @@ public sealed partial class InstanceAvailability : IDisposable
             Array.Copy(current, 0, next, 0, index);
             Array.Copy(current, index + 1, next, index, current.Length - index - 1);
             Volatile.Write(ref _available, next);
-            RuntimeMetrics.InstancesInhibited.Add(1);
+            RuntimeMetrics.InstancesInhibited.Add(1, new KeyValuePair<string, object?>("endpoint", Endpoint.Path));
             Log.Inhibiting(_logger, instanceId, Endpoint.Path);
             return true;
         }

@@ -24,6 +24,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _watch;
+    private readonly KeyValuePair<string, object?> _endpointTag;
     private uint _next;
     private int _disposed;
 
@@ -36,6 +37,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
         Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>());
         _next = (uint)Random.Shared.Next();
+        _endpointTag = new("endpoint", endpoint.Path);
         _watch = WatchLoopAsync(_stop.Token);
     }
 
@@ -113,7 +115,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         for (var attempt = 1; attempt <= attempts; attempt++)
         {
             var instance = Pick(direct);
-            RuntimeMetrics.Attempts.Add(1);
+            RuntimeMetrics.Attempts.Add(1, _endpointTag);
             string? failure = null;
             string? fatal = null;
             var completed = false;
@@ -241,7 +243,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             }
             if (attempt < attempts)
             {
-                RuntimeMetrics.Failovers.Add(1);
+                RuntimeMetrics.Failovers.Add(1, _endpointTag);
                 Log.Retrying(_logger, requestId, attempt + 1, attempts, Endpoint.Path);
             }
         }
