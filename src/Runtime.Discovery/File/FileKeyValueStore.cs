@@ -164,14 +164,7 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         var signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
         var searchRoot = FileKeyPaths.SearchRoot(_root, prefix);
         Directory.CreateDirectory(searchRoot);
-        using var fsw = new FileSystemWatcher(searchRoot) { IncludeSubdirectories = true };
-        void Poke(object? sender, EventArgs e) => signal.Writer.TryWrite(true);
-        fsw.Created += Poke;
-        fsw.Changed += Poke;
-        fsw.Deleted += Poke;
-        fsw.Renamed += Poke;
-        fsw.Error += Poke;
-        fsw.EnableRaisingEvents = true;
+        using var fsw = TryWatch(searchRoot, signal.Writer);
         using var timer = _time.CreateTimer(static s => ((ChannelWriter<bool>)s!).TryWrite(true), signal.Writer, _options.RescanInterval, _options.RescanInterval);
         lock (_gate)
         {
@@ -261,6 +254,34 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         }
     }
 
+    /// <summary>
+    /// A file-system watcher that pokes <paramref name="signal"/>, or null when none can be created (on Linux
+    /// each one takes an inotify instance, 128 per user by default): the watch then runs on its periodic
+    /// rescan alone, slower to notice changes but just as complete.
+    /// </summary>
+    private FileSystemWatcher? TryWatch(string directory, ChannelWriter<bool> signal)
+    {
+        FileSystemWatcher? fsw = null;
+        try
+        {
+            fsw = new FileSystemWatcher(directory) { IncludeSubdirectories = true };
+            void Poke(object? sender, EventArgs e) => signal.TryWrite(true);
+            fsw.Created += Poke;
+            fsw.Changed += Poke;
+            fsw.Deleted += Poke;
+            fsw.Renamed += Poke;
+            fsw.Error += Poke;
+            fsw.EnableRaisingEvents = true;
+            return fsw;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
+        {
+            fsw?.Dispose();
+            LogNoWatcher(directory, ex.Message, _options.RescanInterval.TotalMilliseconds);
+            return null;
+        }
+    }
+
     private List<(string Key, byte[] Value)> Scan(string prefix)
     {
         var result = new List<(string, byte[])>();
@@ -278,7 +299,11 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
             {
                 if (!FileKeyPaths.TryToKey(_root, path, out var key))
                 {
-                    if (!Path.GetFileName(path).StartsWith('.'))
+                    if (Path.GetFileName(path).StartsWith(FileKeyPaths.TempPrefix, StringComparison.Ordinal))
+                    {
+                        RemoveIfStale(path);
+                    }
+                    else if (!Path.GetFileName(path).StartsWith('.'))
                     {
                         LogUndecodable(path);
                     }
@@ -300,6 +325,21 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
         result.Sort(static (a, b) => string.CompareOrdinal(a.Item1, b.Item1));
         return result;
+    }
+
+    /// <summary>A temp file older than the TTL was left by a writer that died mid-write.</summary>
+    private void RemoveIfStale(string path)
+    {
+        try
+        {
+            if (_time.GetUtcNow().UtcDateTime - System.IO.File.GetLastWriteTimeUtc(path) > _options.Ttl)
+            {
+                TryDelete(path);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
     }
 
     private bool TryRead(string path, out byte[] value)
@@ -449,6 +489,9 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "file store: scanning '{Path}' failed ({Reason}); retrying on the next rescan")]
     private partial void LogScanFailed(string path, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "file store: cannot watch '{Path}' for changes ({Reason}); rescanning every {IntervalMs} ms instead")]
+    private partial void LogNoWatcher(string path, string reason, double intervalMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "file store: cannot refresh '{Path}' ({Reason})")]
     private partial void LogRefreshFailed(string path, string reason);

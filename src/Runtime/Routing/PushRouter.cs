@@ -112,21 +112,36 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         var attempts = direct is null ? _options.MaxAttempts : 1;
         var lastError = string.Empty;
         long delivered = 0;
+
+        // Retries that don't count as attempts and aren't shown: a pooled connection the server closed
+        // while idle, or an instance that is draining. Bounded so a misbehaving peer can't loop us.
+        var freeRetries = _options.MaxAttempts;
         for (var attempt = 1; attempt <= attempts; attempt++)
         {
-            var instance = Pick(direct);
+            var instance = Pick(direct, attempt);
+            if (instance is null)
+            {
+                // Every instance is inhibited after earlier failures: this attempt fails like the others.
+                lastError = $"no instances found for endpoint {Endpoint.Path}";
+                if (!_options.Migration)
+                {
+                    yield return Annotated<TResponse>.FromError(lastError);
+                }
+
+                continue;
+            }
+
             RuntimeMetrics.Attempts.Add(1, _endpointTag);
             string? failure = null;
             string? fatal = null;
             var completed = false;
+            var framesSeen = 0;
+            var drainingReject = false;
+            var header = new RequestHeader(Endpoint.Path, requestId, attempt, _options.Migration && delivered > 0 ? ResumeToken.Create(delivered) : ReadOnlyMemory<byte>.Empty);
             ClientStream? stream = null;
             try
             {
-                stream = await OpenAndSendAsync(instance, new RequestHeader(Endpoint.Path, requestId, attempt, _options.Migration && delivered > 0 ? ResumeToken.Create(delivered) : ReadOnlyMemory<byte>.Empty), payload, cancellationToken).ConfigureAwait(false);
-            }
-            catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
-            {
-                throw new ArgumentException($"request to {Endpoint.Path} is too large: {ex.Message}", nameof(request), ex);
+                stream = await _runtime.Transports.ConnectorFor(instance.Transport).OpenAsync(instance.Address, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
             {
@@ -136,14 +151,37 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             if (stream is not null)
             {
                 var clean = false;
+                var sendFailed = false;
                 try
                 {
+                    try
+                    {
+                        Send(stream.Writer, header, payload);
+                        await stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
+                    {
+                        throw new ArgumentException($"request to {Endpoint.Path} is too large: {ex.Message}", nameof(request), ex);
+                    }
+                    catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
+                    {
+                        // The server may have rejected the request and closed before we finished writing
+                        // (say, a frame over its limit): read on, its error frame is likely waiting.
+                        sendFailed = true;
+                    }
+
                     while (true)
                     {
                         bool got;
                         try
                         {
                             got = await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        }
+                        catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
+                        {
+                            // Our own limit, not the instance's fault: another instance would send the same.
+                            fatal = $"a response item from instance {instance.InstanceId:x} is too large: {ex.Message}";
+                            break;
                         }
                         catch (ProtocolException ex)
                         {
@@ -162,6 +200,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                             break;
                         }
 
+                        framesSeen++;
                         var type = stream.Reader.Type;
                         if (type == FrameType.Data)
                         {
@@ -191,6 +230,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                         {
                             clean = true;
                             var (code, message) = stream.Reader.ReadError();
+                            drainingReject = code == ErrorCode.Unavailable && framesSeen == 1;
                             if (StreamErrors.IsRetryable(code, message))
                             {
                                 failure = message;
@@ -211,7 +251,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 {
                     // Only a stream that ended with its end or error frame may carry another request;
                     // anything else (including the consumer leaving early) resets it, which cancels the handler.
-                    if (clean)
+                    if (clean && !sendFailed)
                     {
                         await stream.ReleaseAsync().ConfigureAwait(false);
                     }
@@ -234,6 +274,24 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 
             cancellationToken.ThrowIfCancellationRequested();
             failure ??= StreamErrors.StreamIncomplete;
+            if (freeRetries > 0 && framesSeen == 0 && stream is { Reused: true })
+            {
+                // A pooled connection the server closed while it sat idle: nothing reached the handler.
+                // Not the instance's fault; try it again on a fresh connection.
+                freeRetries--;
+                attempt--;
+                continue;
+            }
+
+            if (freeRetries > 0 && drainingReject)
+            {
+                // The instance is shutting down and did nothing with the request: go elsewhere quietly.
+                freeRetries--;
+                Instances.ReportInstanceDown(instance.InstanceId);
+                attempt--;
+                continue;
+            }
+
             lastError = failure;
             ReportInstanceDown(instance.InstanceId, failure, requestId, attempt);
             if (!_options.Migration)
@@ -241,6 +299,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 // Without migration the next attempt starts over, so the consumer must know where it begins.
                 yield return Annotated<TResponse>.FromError(failure);
             }
+
             if (attempt < attempts)
             {
                 RuntimeMetrics.Failovers.Add(1, _endpointTag);
@@ -251,7 +310,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         throw new AttemptsExhaustedException(attempts, lastError);
     }
 
-    private InstanceRecord Pick(ulong? direct)
+    /// <summary>The instance for an attempt; null when none is available on a retry (attempt 1 throws).</summary>
+    private InstanceRecord? Pick(ulong? direct, int attempt)
     {
         if (direct is { } id)
         {
@@ -261,7 +321,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         var available = Instances.AvailableArray;
         if (available.Length == 0)
         {
-            throw new NoInstancesException(Endpoint.Path);
+            return attempt == 1 ? throw new NoInstancesException(Endpoint.Path) : null;
         }
 
         var index = _options.Mode == RouterMode.Random
@@ -270,25 +330,13 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         return available[index];
     }
 
-    private async ValueTask<ClientStream> OpenAndSendAsync(InstanceRecord instance, RequestHeader header, PooledBufferWriter payload, CancellationToken cancellationToken)
+    private static void Send(FrameWriter writer, RequestHeader header, PooledBufferWriter payload)
     {
-        var connector = _runtime.Transports.ConnectorFor(instance.Transport);
-        var stream = await connector.OpenAsync(instance.Address, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var output = stream.Writer.BeginFrame(FrameType.Request);
-            header.Write(output);
-            payload.WrittenMemory.Span.CopyTo(output.GetSpan(payload.WrittenCount));
-            output.Advance(payload.WrittenCount);
-            stream.Writer.EndFrame();
-            await stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-            return stream;
-        }
-        catch
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        var output = writer.BeginFrame(FrameType.Request);
+        header.Write(output);
+        payload.WrittenMemory.Span.CopyTo(output.GetSpan(payload.WrittenCount));
+        output.Advance(payload.WrittenCount);
+        writer.EndFrame();
     }
 
     private static bool IsTransportFailure(Exception ex) =>

@@ -109,7 +109,11 @@ public sealed partial class EndpointServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Graceful shutdown (see the class remarks). Safe to call more than once.</summary>
+    /// <summary>
+    /// Graceful shutdown (see the class remarks). Safe to call more than once. If
+    /// <paramref name="cancellationToken"/> fires, the graceful part is cut short, but the server still
+    /// stops: connections are closed and the lease is revoked.
+    /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _state, 2) != 1)
@@ -119,52 +123,74 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
         _draining = true;
         LogStopping(InstanceId, _sessions.Count);
-        if (_registrar is not null)
-        {
-            await _registrar.DeregisterAllAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await _stopAccepting.CancelAsync().ConfigureAwait(false);
-        if (_listener is not null)
-        {
-            await _listener.DisposeAsync().ConfigureAwait(false);
-        }
-
         try
         {
-            await _acceptLoop.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        foreach (var session in _sessions.Keys)
-        {
-            if (!session.IsBusy)
+            if (_registrar is not null)
             {
-                session.Close();
+                try
+                {
+                    await _registrar.DeregisterAllAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Revoking the lease below removes the records all the same.
+                }
+            }
+
+            await _stopAccepting.CancelAsync().ConfigureAwait(false);
+            if (_listener is not null)
+            {
+                await _listener.DisposeAsync().ConfigureAwait(false);
+            }
+
+            try
+            {
+                await _acceptLoop.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            foreach (var session in _sessions.Keys)
+            {
+                if (!session.IsBusy)
+                {
+                    session.Close();
+                }
+            }
+
+            if (!await WaitForSessionsAsync(_runtime.Options.DrainTimeout, cancellationToken).ConfigureAwait(false))
+            {
+                LogDrainTimeout(InstanceId, _sessions.Count);
             }
         }
-
-        var drained = await WaitForSessionsAsync(_runtime.Options.DrainTimeout, cancellationToken).ConfigureAwait(false);
-        if (!drained)
+        finally
         {
-            LogDrainTimeout(InstanceId, _sessions.Count);
-        }
+            // Whatever happened above, the server must end up stopped: no zombie instance that stays
+            // registered or keeps accepting.
+            await _hardStop.CancelAsync().ConfigureAwait(false);
+            foreach (var conn in _connections.Keys)
+            {
+                if (_connections.TryRemove(conn, out _))
+                {
+                    try
+                    {
+                        await conn.DisposeAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException || ex is System.Net.Quic.QuicException)
+                    {
+                    }
+                }
+            }
 
-        await _hardStop.CancelAsync().ConfigureAwait(false);
-        foreach (var conn in _connections.Keys)
-        {
-            await conn.DisposeAsync().ConfigureAwait(false);
-        }
+            await WaitForSessionsAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
+            if (_registrar is not null)
+            {
+                await _registrar.DisposeAsync().ConfigureAwait(false);
+            }
 
-        await WaitForSessionsAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
-        if (_registrar is not null)
-        {
-            await _registrar.DisposeAsync().ConfigureAwait(false);
+            LogStopped(InstanceId);
         }
-
-        LogStopped(InstanceId);
     }
 
     /// <summary>Stops the server (gracefully) if it is running.</summary>

@@ -37,8 +37,17 @@ internal sealed class StreamSession
 
     public bool IsBusy => _busy;
 
-    /// <summary>Stops reading (used on idle sessions when the server drains).</summary>
-    public void Close() => _closed.Cancel();
+    /// <summary>Stops reading (used on idle sessions when the server drains). Safe after the session ended.</summary>
+    public void Close()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     public async Task RunAsync()
     {
@@ -197,12 +206,13 @@ internal sealed class StreamSession
 
     private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, CancellationToken ct)
     {
+        var aborted = false;
         try
         {
-            await run(_writer, _writer.FlushAsync, ct).ConfigureAwait(false);
+            await run(_writer, FlushToPeerAsync, ct).ConfigureAwait(false);
             _writer.WriteEnd();
             _responseEnded = true;
-            await _writer.FlushAsync(ct).ConfigureAwait(false);
+            await FlushToPeerAsync(ct).ConfigureAwait(false);
             _connection.Complete(_stream);
         }
         catch (AbortStreamException ex)
@@ -219,11 +229,20 @@ internal sealed class StreamSession
 
             Log.StreamCut(_logger, header.RequestId, endpoint, ex.Message);
             _connection.Abort(_stream);
+            aborted = true;
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             Log.Cancelled(_logger, header.RequestId, endpoint);
             _connection.Abort(_stream);
+            aborted = true;
+        }
+        catch (PeerWriteException)
+        {
+            // Writing to the consumer failed: it is gone. Nothing to tell anyone.
+            Log.Cancelled(_logger, header.RequestId, endpoint);
+            _connection.Abort(_stream);
+            aborted = true;
         }
         catch (ProtocolException ex)
         {
@@ -234,11 +253,6 @@ internal sealed class StreamSession
         {
             await TrySendErrorAsync(ErrorCode.Handler, ex.Message).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException || ex is System.Net.Quic.QuicException)
-        {
-            // Writing failed: the consumer is gone. Nothing to tell anyone.
-            Log.Cancelled(_logger, header.RequestId, endpoint);
-        }
         catch (Exception ex)
         {
             Log.HandlerFailed(_logger, ex, header.RequestId, endpoint);
@@ -246,15 +260,40 @@ internal sealed class StreamSession
         }
         finally
         {
+            if (!_responseEnded && !aborted)
+            {
+                // Backstop: a response must end with End or Error, or the stream is reset, never left open
+                // with the consumer waiting.
+                _connection.Abort(_stream);
+            }
+
             _busy = false;
             _writer.Trim();
             if (_server.IsDraining)
             {
                 // Finished the last response this session will carry.
-                _closed.Cancel();
+                Close();
             }
         }
     }
+
+    /// <summary>
+    /// Flushes to the consumer, marking transport failures so they are not mistaken for the handler's own
+    /// exceptions (a handler that throws an IOException has failed; a consumer we can't write to is gone).
+    /// </summary>
+    private async ValueTask FlushToPeerAsync(CancellationToken ct)
+    {
+        try
+        {
+            await _writer.FlushAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException || ex is System.Net.Quic.QuicException)
+        {
+            throw new PeerWriteException(ex);
+        }
+    }
+
+    private sealed class PeerWriteException(Exception inner) : Exception("writing to the consumer failed", inner);
 
     private async Task TrySendErrorAsync(ErrorCode code, string message)
     {

@@ -98,6 +98,9 @@ internal abstract class ClientStream : IAsyncDisposable
 
     public abstract string ConnectionId { get; }
 
+    /// <summary>Taken from a connection pool (it may have been closed by the server while idle).</summary>
+    public bool Reused { get; init; }
+
     public abstract FrameReader Reader { get; }
 
     public abstract FrameWriter Writer { get; }

@@ -71,7 +71,7 @@ public sealed class SeedDemoTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task With_only_an_always_failing_server_the_client_fails_with_no_instances_found()
+    public async Task With_only_an_always_failing_server_the_client_fails_after_3_attempts()
     {
         var (server, instanceId) = await _harness.StartServerAsync("server1", "always");
 
@@ -81,14 +81,17 @@ public sealed class SeedDemoTests : IAsyncLifetime
         client.ExitCode.ShouldBe(1, context);
         var t = ClientTranscript.Parse(client.StdoutLines);
         t.Success.ShouldBeFalse(context);
-        t.Attempts.Count.ShouldBe(1, context);
+
+        // Attempt 1 reaches the server and is cut; the only instance is then inhibited, so attempts 2 and 3
+        // find nothing to route to. Every attempt counts, as in the original client.
+        t.Attempts.Count.ShouldBe(3, context);
         t.Attempts[0].Items.ShouldBe([("server1", "h"), ("server1", "e")], context);
         t.Attempts[0].Errors.ShouldBe([StreamIncomplete], context);
-
-        // "Retrying request..." is only printed once a next attempt really starts; here the only instance is
-        // inhibited, so attempt 2 finds nothing to route to.
-        t.Attempts[0].Retried.ShouldBeFalse(context);
-        t.Unparsed.ShouldBe(["no instances found for endpoint demo/backend/generate"], context);
+        t.Attempts[1].Errors.ShouldBe(["no instances found for endpoint demo/backend/generate"], context);
+        t.Attempts[2].Errors.ShouldBe(["no instances found for endpoint demo/backend/generate"], context);
+        t.Attempts[0].Retried.ShouldBeTrue(context);
+        t.Attempts[2].Retried.ShouldBeFalse(context);
+        t.Unparsed.ShouldBe(["Failed after 3 attempts: no instances found for endpoint demo/backend/generate"], context);
         client.Stderr.ShouldContain($"Reporting instance {instanceId} down due to stream error", Case.Sensitive, context);
         server.HasExited.ShouldBeFalse(context);
     }

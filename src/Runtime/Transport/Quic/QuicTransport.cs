@@ -18,6 +18,15 @@ internal static class QuicErrors
 
     /// <summary>Connection closed because the process is shutting down.</summary>
     public const long Shutdown = 0x11;
+
+    /// <summary>
+    /// A peer killed without closing (kill -9, lost host) sends nothing more: keep-alives every second and
+    /// a 5 s idle timeout make its connection fail, and the router fail over, within seconds.
+    /// </summary>
+    public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>See <see cref="IdleTimeout"/>.</summary>
+    public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams.</summary>
@@ -54,7 +63,8 @@ internal sealed partial class QuicTransportListener : ITransportListener
                     ServerAuthenticationOptions = serverAuth,
                     MaxInboundBidirectionalStreams = 10_000,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = TimeSpan.FromSeconds(60),
+                    IdleTimeout = QuicErrors.IdleTimeout,
+                    KeepAliveInterval = QuicErrors.KeepAliveInterval,
                 }),
             },
             cancellationToken).ConfigureAwait(false);
@@ -89,6 +99,8 @@ internal sealed partial class QuicTransportListener : ITransportListener
 [SupportedOSPlatform("osx")]
 internal sealed class QuicServerConnection(string id, QuicConnection connection) : IServerConnection
 {
+    private int _disposed;
+
     public string Id => id;
 
     public string Remote => connection.RemoteEndPoint.ToString();
@@ -125,11 +137,17 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection)
 
     public async ValueTask DisposeAsync()
     {
+        // Both the connection's own loop and a stopping server may dispose it; the second call is a no-op.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         try
         {
             await connection.CloseAsync(QuicErrors.Shutdown).ConfigureAwait(false);
         }
-        catch (QuicException)
+        catch (Exception ex) when (ex is QuicException or ObjectDisposedException)
         {
         }
 
@@ -169,7 +187,13 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
             }
             catch
             {
-                _connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy));
+                // Forget the cached connection only if connecting failed; a caller that merely gave up
+                // waiting must not orphan a connection others are using.
+                if (lazy.IsValueCreated && lazy.Value.IsFaulted)
+                {
+                    _connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy));
+                }
+
                 throw;
             }
         }
@@ -201,7 +225,8 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
                 ClientAuthenticationOptions = tls.ClientOptions(Addresses.Split(address).Host),
                 MaxInboundBidirectionalStreams = 0,
                 MaxInboundUnidirectionalStreams = 0,
-                IdleTimeout = TimeSpan.FromSeconds(60),
+                IdleTimeout = QuicErrors.IdleTimeout,
+                KeepAliveInterval = QuicErrors.KeepAliveInterval,
             },
             timeout.Token).ConfigureAwait(false);
     }

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Routing;
+using RequestMigration.Serving;
+using RequestMigration.Tests.Infrastructure;
+using RequestMigration.Tests.Transport;
+using RequestMigration.Transport;
+using Shouldly;
+using Xunit;
+
+namespace RequestMigration.Tests.Serving;
+
+/// <summary>Handler failures, cancelled shutdowns, oversized requests and drains under load.</summary>
+public sealed class ServerRobustnessTests : IAsyncLifetime
+{
+    private readonly TestCluster _cluster = new(TransportKind.Tcp);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _cluster.DisposeAsync();
+
+    [Fact]
+    public async Task A_handler_that_throws_an_IOException_ends_the_response_with_an_error_instead_of_hanging()
+    {
+        await _cluster.StartServerAsync<string, string>((_, _) => FirstThenThrow(new FileNotFoundException("missing model file")));
+        var router = await _cluster.RouterAsync<string, string>(1);
+        var items = new List<Annotated<string>>();
+        var ex = await Should.ThrowAsync<EndpointFailedException>(async () =>
+        {
+            await foreach (var i in router.GenerateAsync("x", Ct).WithCancellation(Ct))
+            {
+                items.Add(i);
+            }
+        }).WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        ex.Message.ShouldBe("endpoint handler failed (FileNotFoundException)");
+        items.Select(i => i.Data).ShouldBe(["first"]);
+    }
+
+    [Fact]
+    public async Task A_stop_whose_token_is_cancelled_still_stops_deregisters_and_closes_the_port()
+    {
+        var server = await _cluster.StartServerAsync<string, string>((_, ctx) => Forever(ctx));
+        var router = await _cluster.RouterAsync<string, string>(1);
+        var consumer = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var _ in router.GenerateAsync("x", Ct))
+                {
+                }
+            }
+            catch (RoutingException)
+            {
+            }
+        });
+        await Task.Delay(100, Ct);
+
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await server.StopAsync(cancelled.Token).WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        (await new InstanceRegistry(_cluster.Store).ListAsync(EndpointId.Parse(TestCluster.DefaultEndpoint), Ct)).ShouldBeEmpty();
+        var port = int.Parse(server.Address.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        using var probe = new TcpClient();
+        await Should.ThrowAsync<SocketException>(() => probe.ConnectAsync("127.0.0.1", port, Ct).AsTask());
+        await consumer.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+    }
+
+    [Fact]
+    public async Task A_request_over_the_servers_frame_limit_fails_once_without_taking_instances_out_of_rotation()
+    {
+        await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.MaxFrameSize = 64 * 1024);
+        await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.MaxFrameSize = 64 * 1024);
+        var router = await _cluster.RouterAsync<string, string>(2);
+        var ex = await Should.ThrowAsync<EndpointFailedException>(() => TransportConformanceTests.Collect(router.GenerateAsync(new string('x', 1 << 20), Ct)));
+        ex.Message.ShouldContain("exceeds the maximum frame size of 65536 bytes");
+        router.Instances.Available.Count.ShouldBe(2);
+        (await TransportConformanceTests.Collect(router.GenerateAsync("small", Ct))).Single().Data.ShouldBe("5");
+    }
+
+    [Fact]
+    public async Task Stopping_one_of_two_servers_under_load_is_invisible_to_consumers()
+    {
+        var leaving = await _cluster.StartServerAsync<int, int>(Slow);
+        await _cluster.StartServerAsync<int, int>(Slow);
+        var router = await _cluster.RouterAsync<int, int>(2);
+        var errors = new ConcurrentQueue<string>();
+        var completed = 0;
+        using var stop = new CancellationTokenSource();
+        var consumers = Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    var items = await TransportConformanceTests.Collect(router.GenerateAsync(5, Ct));
+                    foreach (var e in items.Where(i => i.IsError))
+                    {
+                        errors.Enqueue(e.Comment!);
+                    }
+
+                    items.Where(i => !i.IsError).Select(i => i.Data).ShouldBe([0, 1, 2, 3, 4]);
+                    Interlocked.Increment(ref completed);
+                }
+                catch (RoutingException ex)
+                {
+                    errors.Enqueue(ex.Message);
+                }
+            }
+        })).ToArray();
+
+        await Task.Delay(300, Ct);
+        await leaving.StopAsync(Ct);
+        await Task.Delay(300, Ct);
+        await stop.CancelAsync();
+        await Task.WhenAll(consumers).WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        errors.ShouldBeEmpty();
+        completed.ShouldBeGreaterThan(20);
+    }
+
+#pragma warning disable CS1998
+    private static async IAsyncEnumerable<string> FirstThenThrow(Exception ex)
+    {
+        yield return "first";
+        throw ex;
+    }
+
+    private static async IAsyncEnumerable<string> Length(string s)
+    {
+        yield return s.Length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+#pragma warning restore CS1998
+
+    private static async IAsyncEnumerable<string> Forever(RequestContext ctx)
+    {
+        yield return "tick";
+        await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
+    }
+
+    private static async IAsyncEnumerable<int> Slow(int n, RequestContext ctx)
+    {
+        for (var i = 0; i < n; i++)
+        {
+            await Task.Delay(5, ctx.CancellationToken);
+            yield return i;
+        }
+    }
+}
