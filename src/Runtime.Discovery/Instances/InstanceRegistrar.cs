@@ -22,6 +22,7 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
     private Task _keepAlive = Task.CompletedTask;
     private long _leaseId;
     private bool _disposed;
+    private bool _deregistered;
 
     private InstanceRegistrar(InstanceRegistry registry, TimeSpan ttl, TimeProvider time, ILogger logger)
     {
@@ -84,6 +85,7 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
         {
             records = [.. _records.Values];
             _records.Clear();
+            _deregistered = true;
         }
 
         foreach (var r in records)
@@ -184,6 +186,15 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
         foreach (var r in records)
         {
             await _registry.PutAsync(r, lease, ct).ConfigureAwait(false);
+        }
+
+        if (Volatile.Read(ref _deregistered))
+        {
+            // A shutdown deregistered while we were writing: don't let this re-registration undo it.
+            foreach (var r in records)
+            {
+                await _registry.DeleteAsync(r.EndpointId, r.InstanceId, ct).ConfigureAwait(false);
+            }
         }
 
         LogLeaseReplaced(old, lease, records.Count);
