@@ -20,17 +20,22 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
 
     public ValueTask InitializeAsync() => new(etcd.StartAsync());
 
-    public async ValueTask DisposeAsync() => await etcd.StartAsync();
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var runtime in _runtimes)
+        {
+            await runtime.DisposeAsync();
+        }
+
+        await etcd.StartAsync();
+    }
 
     [Fact]
     public async Task Router_keeps_serving_through_an_etcd_outage_and_the_server_is_registered_afterwards()
     {
         var endpoint = NewEndpoint();
-        await using var serverRuntime = Runtime();
-        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
-        await server.StartAsync(Ct);
-        await using var clientRuntime = Runtime();
-        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        var server = await StartServerAsync(endpoint, Echo);
+        var router = Router(endpoint);
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
 
         await etcd.StopAsync();
@@ -60,13 +65,9 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
     public async Task A_cut_stream_fails_over_between_instances_discovered_through_etcd()
     {
         var endpoint = NewEndpoint();
-        await using var badRuntime = Runtime();
-        var bad = badRuntime.CreateServer().AddEndpoint<string, string>(endpoint, CutAfterOne);
-        await bad.StartAsync(Ct);
-        await using var goodRuntime = Runtime();
-        await goodRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo).StartAsync(Ct);
-        await using var clientRuntime = Runtime();
-        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        var bad = await StartServerAsync(endpoint, CutAfterOne);
+        await StartServerAsync(endpoint, Echo);
+        var router = Router(endpoint);
         (await EventuallyAsync(() => Task.FromResult(router.Instances.Available.Count == 2), TimeSpan.FromSeconds(10))).ShouldBeTrue();
 
         for (var i = 0; i < 3; i++)
@@ -87,11 +88,8 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
     public async Task A_gracefully_stopped_server_leaves_the_router_at_once()
     {
         var endpoint = NewEndpoint();
-        await using var serverRuntime = Runtime();
-        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
-        await server.StartAsync(Ct);
-        await using var clientRuntime = Runtime();
-        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        var server = await StartServerAsync(endpoint, Echo);
+        var router = Router(endpoint);
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
 
         var stopped = System.Diagnostics.Stopwatch.StartNew();
@@ -105,22 +103,37 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
     public async Task A_corrupt_record_in_etcd_is_skipped_and_routing_continues_with_the_valid_ones()
     {
         var endpoint = NewEndpoint();
-        await using var serverRuntime = Runtime();
-        var server = serverRuntime.CreateServer().AddEndpoint<string, string>(endpoint, Echo);
-        await server.StartAsync(Ct);
+        var server = await StartServerAsync(endpoint, Echo);
 
         await using var raw = new EtcdKeyValueStore(etcd.Options());
         await raw.PutAsync(InstanceKeys.Key(endpoint, 0xbad), B("{not json"), cancellationToken: Ct);
         await raw.PutAsync(InstanceKeys.Prefix(endpoint) + "zzz", B("{}"), cancellationToken: Ct);
 
-        await using var clientRuntime = Runtime();
-        var router = clientRuntime.CreateRouter<string, string>(endpoint);
+        var router = Router(endpoint);
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
         router.Instances.Source.Select(r => r.InstanceId).ShouldBe([server.InstanceId]);
         (await TransportConformanceTests.Collect(router.GenerateAsync("ok", Ct))).Select(i => i.Data).ShouldBe(["o", "k"]);
     }
 
-    private RequestMigrationRuntime Runtime() => new(new RuntimeOptions
+    private readonly List<RequestMigrationRuntime> _runtimes = [];
+
+    private async Task<EndpointServer> StartServerAsync(EndpointId endpoint, EndpointHandler<string, string> handler)
+    {
+        var server = Runtime().CreateServer().AddEndpoint(endpoint, handler);
+        await server.StartAsync(Ct);
+        return server;
+    }
+
+    private RequestMigration.Routing.PushRouter<string, string> Router(EndpointId endpoint) => Runtime().CreateRouter<string, string>(endpoint);
+
+    private RequestMigrationRuntime Runtime()
+    {
+        var runtime = NewRuntime();
+        _runtimes.Add(runtime);
+        return runtime;
+    }
+
+    private RequestMigrationRuntime NewRuntime() => new(new RuntimeOptions
     {
         Transport = TransportKind.Tcp,
         Discovery = new DiscoveryOptions { Store = StoreKind.Etcd, LeaseTtl = Ttl, Etcd = etcd.Options() },
