@@ -122,6 +122,27 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
         completed.ShouldBeGreaterThan(20);
     }
 
+    [Fact]
+    public async Task A_pooled_connection_closed_by_the_server_is_replaced_without_a_failed_attempt()
+    {
+        var port = TransportConformanceTests.FreePort();
+        var first = await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.ListenPort = port);
+        var router = await _cluster.RouterAsync<string, string>(1);
+        (await TransportConformanceTests.Collect(router.GenerateAsync("abc", Ct))).Single().Data.ShouldBe("3");
+
+        // The server goes away (closing the idle pooled connection) and another takes its port.
+        await first.StopAsync(Ct);
+        var second = await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.ListenPort = port);
+        while (!router.Instances.Available.Any(r => r.InstanceId == second.InstanceId))
+        {
+            await Task.Delay(5, Ct);
+        }
+
+        var items = await TransportConformanceTests.Collect(router.GenerateAsync("abcd", Ct));
+        items.Select(i => i.IsError ? "ERR " + i.Comment : i.Data).ShouldBe(["4"]);
+        router.Instances.Available.Select(r => r.InstanceId).ShouldBe([second.InstanceId]);
+    }
+
 #pragma warning disable CS1998
     private static async IAsyncEnumerable<string> FirstThenThrow(Exception ex)
     {

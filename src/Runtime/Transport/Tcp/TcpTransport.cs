@@ -251,6 +251,8 @@ internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize,
 
 internal sealed class TcpClientConnection(string id, Socket socket, SslStream ssl, int maxFrameSize)
 {
+    private long _returnedAt = long.MinValue / 2;
+
     public string Id => id;
 
     public FrameReader Reader { get; } = new(ssl, maxFrameSize);
@@ -263,6 +265,13 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
     /// </summary>
     public bool IsReusable()
     {
+        // Returned moments ago: skip the poll syscall. If the server closed it in that window anyway, the
+        // router retries once on a fresh connection without counting an attempt (ClientStream.Reused).
+        if (Environment.TickCount64 - _returnedAt < 1000)
+        {
+            return true;
+        }
+
         try
         {
             return socket.Connected && !socket.Poll(0, SelectMode.SelectRead);
@@ -272,6 +281,8 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
             return false;
         }
     }
+
+    public void MarkReturned() => _returnedAt = Environment.TickCount64;
 
     public ClientStream Rent(TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag, bool reused) => new Lease(this, owner, bag) { Reused = reused };
 
@@ -292,6 +303,7 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
 
         protected override ValueTask OnReleaseAsync()
         {
+            conn.MarkReturned();
             owner.Return(conn, bag);
             return ValueTask.CompletedTask;
         }
