@@ -43,6 +43,14 @@ public sealed class RuntimeOptions
     /// <summary>How long a stopping server lets in-flight streams finish (<c>DYN_DRAIN_TIMEOUT_SECS</c>). Default 10 s.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a server keeps a connection (or QUIC stream) on which no request is in progress and no
+    /// complete frame arrives (<c>DYN_IDLE_TIMEOUT_SECS</c>). Bounds what an idle or trickling peer can hold.
+    /// Default 120 s; zero disables it. Clients replace pooled connections closed this way without a
+    /// failed attempt.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(120);
+
     /// <summary>Applies the environment variables named on each property over the current values.</summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
     public RuntimeOptions ApplyEnvironment(Func<string, string?>? environment = null)
@@ -79,6 +87,11 @@ public sealed class RuntimeOptions
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
         }
 
+        if (environment("DYN_IDLE_TIMEOUT_SECS") is { Length: > 0 } idle)
+        {
+            IdleTimeout = EnvironmentValues.ParseSeconds("DYN_IDLE_TIMEOUT_SECS", idle);
+        }
+
         return this;
     }
 
@@ -104,6 +117,11 @@ public sealed class RuntimeOptions
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "must be positive");
+        }
+
+        if (IdleTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "must not be negative");
         }
 
         if (DrainTimeout < TimeSpan.Zero)

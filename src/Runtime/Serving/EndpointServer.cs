@@ -32,6 +32,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
         _runtime = runtime;
         _logger = runtime.LoggerFactory.CreateLogger<EndpointServer>();
         MaxFrameSize = runtime.Options.MaxFrameSize;
+        IdleTimeout = runtime.Options.IdleTimeout;
     }
 
     /// <summary>This server's instance id (valid after <see cref="StartAsync"/>).</summary>
@@ -44,6 +45,10 @@ public sealed partial class EndpointServer : IAsyncDisposable
     public string Transport { get; private set; } = string.Empty;
 
     internal int MaxFrameSize { get; }
+
+    internal TimeSpan IdleTimeout { get; }
+
+    internal TimeProvider Time => _runtime.Time;
 
     internal bool IsDraining => _draining;
 

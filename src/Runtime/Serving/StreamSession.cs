@@ -18,7 +18,9 @@ internal sealed class StreamSession
     private readonly ILogger _logger;
     private readonly FrameReader _reader;
     private readonly FrameWriter _writer;
-    private readonly CancellationTokenSource _closed = new();
+    // Cancelled to end the session: by a draining server, or by its own timer when the session is idle
+    // (no request in progress) for longer than the server's idle timeout. The pending read watches it.
+    private readonly CancellationTokenSource _closed;
     private volatile bool _busy;
 
     // Set just before the final frame of a response is flushed: from then on the client may send the
@@ -31,6 +33,7 @@ internal sealed class StreamSession
         _connection = connection;
         _stream = stream;
         _logger = logger;
+        _closed = new CancellationTokenSource(Timeout.InfiniteTimeSpan, server.Time);
         _reader = new FrameReader(stream, server.MaxFrameSize);
         _writer = new FrameWriter(stream, server.MaxFrameSize);
     }
@@ -51,6 +54,7 @@ internal sealed class StreamSession
 
     public async Task RunAsync()
     {
+        ArmIdleTimer();
         Task? current = null;
         CancellationTokenSource? currentCts = null;
         try
@@ -193,6 +197,7 @@ internal sealed class StreamSession
 
         RuntimeMetrics.RequestsServed.Add(1);
         _busy = true;
+        DisarmIdleTimer();
         _responseEnded = false;
         return RunHandlerAsync(run, header, invoker.Endpoint.Path, ct);
     }
@@ -269,11 +274,37 @@ internal sealed class StreamSession
 
             _busy = false;
             _writer.Trim();
+            ArmIdleTimer();
             if (_server.IsDraining)
             {
                 // Finished the last response this session will carry.
                 Close();
             }
+        }
+    }
+
+    private void ArmIdleTimer()
+    {
+        if (_server.IdleTimeout > TimeSpan.Zero)
+        {
+            try
+            {
+                _closed.CancelAfter(_server.IdleTimeout);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    private void DisarmIdleTimer()
+    {
+        try
+        {
+            _closed.CancelAfter(Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
         }
     }
 

@@ -143,6 +143,43 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
         router.Instances.Available.Select(r => r.InstanceId).ShouldBe([second.InstanceId]);
     }
 
+    [Fact]
+    public async Task An_idle_connection_is_closed_after_the_idle_timeout_and_clients_recover_quietly()
+    {
+        var server = await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.IdleTimeout = TimeSpan.FromMilliseconds(300));
+
+        // A peer that connects and sends nothing is dropped.
+        var port = int.Parse(server.Address.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        using var idle = new TcpClient();
+        await idle.ConnectAsync("127.0.0.1", port, Ct);
+        await using var tls = new System.Net.Security.SslStream(idle.GetStream(), false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            ApplicationProtocols = [new System.Net.Security.SslApplicationProtocol("rm/1")],
+        }, Ct);
+        var read = await tls.ReadAsync(new byte[16], Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        read.ShouldBe(0, "the server closes a connection that stays idle past the timeout");
+
+        // A router whose pooled connection was closed that way just opens a new one.
+        var router = await _cluster.RouterAsync<string, string>(1);
+        (await TransportConformanceTests.Collect(router.GenerateAsync("ab", Ct))).Single().Data.ShouldBe("2");
+        await Task.Delay(600, Ct);
+        var items = await TransportConformanceTests.Collect(router.GenerateAsync("abc", Ct));
+        items.Select(i => i.IsError ? "ERR " + i.Comment : i.Data).ShouldBe(["3"]);
+        router.Instances.Available.Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_long_running_stream_is_not_cut_by_the_idle_timeout()
+    {
+        await _cluster.StartServerAsync<int, int>(Slow, configure: o => o.IdleTimeout = TimeSpan.FromMilliseconds(200));
+        var router = await _cluster.RouterAsync<int, int>(1);
+        var items = await TransportConformanceTests.Collect(router.GenerateAsync(100, Ct));
+        items.ShouldAllBe(i => !i.IsError);
+        items.Count.ShouldBe(100);
+    }
+
 #pragma warning disable CS1998
     private static async IAsyncEnumerable<string> FirstThenThrow(Exception ex)
     {
