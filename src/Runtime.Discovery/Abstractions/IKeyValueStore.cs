@@ -15,6 +15,12 @@ public interface IKeyValueStore : IAsyncDisposable
     /// <summary>Short name of the backend (<c>mem</c>, <c>file</c> or <c>etcd</c>), for logs.</summary>
     string Name { get; }
 
+    /// <summary>
+    /// Where a key is kept, for messages about a bad entry (the file store returns the file's path).
+    /// Backends without a more useful answer return the key.
+    /// </summary>
+    string DescribeLocation(string key) => key;
+
     /// <summary>Reads one key; <see langword="null"/> when it does not exist (or has expired).</summary>
     ValueTask<KeyValueEntry?> GetAsync(string key, CancellationToken cancellationToken = default);
 

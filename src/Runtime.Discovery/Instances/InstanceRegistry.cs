@@ -134,6 +134,12 @@ public sealed partial class InstanceRegistry(IKeyValueStore store, ILogger<Insta
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: ignoring instance key '{Key}': not a valid instance record ({Reason})")]
-    private partial void LogInvalid(string key, string reason);
+    private void LogInvalid(string key, string reason)
+    {
+        var location = store.DescribeLocation(key);
+        LogInvalidEntry(key, location == key ? store.Name : location, reason);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: ignoring instance key '{Key}' (stored in {Location}): not a valid instance record ({Reason})")]
+    private partial void LogInvalidEntry(string key, string location, string reason);
 }

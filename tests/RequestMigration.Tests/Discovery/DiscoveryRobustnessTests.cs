@@ -47,7 +47,7 @@ public sealed class DiscoveryRobustnessTests : IDisposable
 
         var list = await registry.ListAsync(Endpoint, Ct);
         list.Select(r => r.InstanceId).ShouldBe([0x1UL]);
-        _logs.Contains($"ignoring instance key '{corruptKey}'").ShouldBeTrue();
+        _logs.Contains($"ignoring instance key '{corruptKey}' (stored in {FileKeyPaths.ToPath(_root, corruptKey)})").ShouldBeTrue("the warning names the file");
         _logs.Contains("'v1/instances/ns/backend/generate/not-hex'").ShouldBeTrue();
         _logs.Contains("does not match the key").ShouldBeTrue();
 
