@@ -340,8 +340,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     }
 
     private static bool IsTransportFailure(Exception ex) =>
-        ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException
-            or OperationCanceledException or System.Net.Quic.QuicException or FormatException;
+        TransportErrors.IsBroken(ex)
+        || ex is System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or OperationCanceledException or FormatException;
 
     private async Task WatchLoopAsync(CancellationToken ct)
     {

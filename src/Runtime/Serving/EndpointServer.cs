@@ -182,7 +182,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
                     {
                         await conn.DisposeAsync().ConfigureAwait(false);
                     }
-                    catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException || ex is System.Net.Quic.QuicException)
+                    catch (Exception ex) when (TransportErrors.IsBroken(ex) || ex is InvalidOperationException)
                     {
                     }
                 }
@@ -273,7 +273,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 }
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException or System.Net.Quic.QuicException)
+        catch (Exception ex) when (ex is OperationCanceledException || TransportErrors.IsBroken(ex))
         {
         }
         finally
@@ -306,7 +306,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 {
                     await stream.DisposeAsync().ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or System.Net.Quic.QuicException)
+                catch (Exception ex) when (TransportErrors.IsBroken(ex))
                 {
                 }
             }

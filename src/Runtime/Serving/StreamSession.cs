@@ -82,7 +82,7 @@ internal sealed class StreamSession
 
                     return;
                 }
-                catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException || ex is System.Net.Quic.QuicException)
+                catch (Exception ex) when (ex is OperationCanceledException || TransportErrors.IsBroken(ex))
                 {
                     return;
                 }
@@ -228,7 +228,7 @@ internal sealed class StreamSession
             {
                 await _writer.FlushAsync(ct).ConfigureAwait(false);
             }
-            catch (Exception flushError) when (flushError is IOException or OperationCanceledException or ObjectDisposedException or System.Net.Quic.QuicException)
+            catch (Exception flushError) when (flushError is OperationCanceledException || TransportErrors.IsBroken(flushError))
             {
             }
 
@@ -318,7 +318,7 @@ internal sealed class StreamSession
         {
             await _writer.FlushAsync(ct).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException || ex is System.Net.Quic.QuicException)
+        catch (Exception ex) when (TransportErrors.IsBroken(ex))
         {
             throw new PeerWriteException(ex);
         }
@@ -335,7 +335,7 @@ internal sealed class StreamSession
             await _writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             _connection.Complete(_stream);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException || ex is System.Net.Quic.QuicException)
+        catch (Exception ex) when (TransportErrors.IsBroken(ex) || ex is InvalidOperationException)
         {
         }
     }

@@ -1,0 +1,9 @@
+namespace RequestMigration.Transport;
+
+/// <summary>Classifies exceptions from stream and connection I/O on either transport.</summary>
+internal static class TransportErrors
+{
+    /// <summary>The stream or connection broke under us: peer gone, reset, or closed while in use.</summary>
+    public static bool IsBroken(Exception ex) =>
+        ex is IOException or ObjectDisposedException or System.Net.Quic.QuicException;
+}
