@@ -151,7 +151,7 @@ public sealed partial class InstanceAvailability : IDisposable
             var left = deadline - timeProvider.GetUtcNow();
             if (left <= TimeSpan.Zero)
             {
-                throw new TimeoutException($"no instances found for endpoint {Endpoint.Path} within {timeout.TotalSeconds:0.###} s");
+                throw NoneWithin(timeout);
             }
 
             try
@@ -160,10 +160,13 @@ public sealed partial class InstanceAvailability : IDisposable
             }
             catch (TimeoutException)
             {
-                throw new TimeoutException($"no instances found for endpoint {Endpoint.Path} within {timeout.TotalSeconds:0.###} s");
+                throw NoneWithin(timeout);
             }
         }
     }
+
+    private TimeoutException NoneWithin(TimeSpan timeout) =>
+        new($"{Routing.NoInstancesException.MessageFor(Endpoint.Path)} within {timeout.TotalSeconds:0.###} s");
 
     /// <summary>Restores every instance discovery still reports.</summary>
     public void Reconcile()

@@ -122,7 +122,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             if (instance is null)
             {
                 // Every instance is inhibited after earlier failures: this attempt fails like the others.
-                lastError = $"no instances found for endpoint {Endpoint.Path}";
+                lastError = NoInstancesException.MessageFor(Endpoint.Path);
                 if (!_options.Migration)
                 {
                     yield return Annotated<TResponse>.FromError(lastError);

@@ -5,10 +5,13 @@ public abstract class RoutingException(string message, Exception? inner = null) 
 
 /// <summary>No instance of the endpoint is available: <c>no instances found for endpoint {ns/component/endpoint}</c>.</summary>
 public sealed class NoInstancesException(string endpointPath)
-    : RoutingException($"no instances found for endpoint {endpointPath}")
+    : RoutingException(MessageFor(endpointPath))
 {
     /// <summary>The endpoint.</summary>
     public string EndpointPath { get; } = endpointPath;
+
+    /// <summary>The text used wherever "no instance to route to" is reported (errors, timeouts, error items).</summary>
+    internal static string MessageFor(string endpointPath) => $"no instances found for endpoint {endpointPath}";
 }
 
 /// <summary>Direct mode named an instance discovery does not know: <c>instance_id={id:x} not found for endpoint {..}</c>.</summary>
