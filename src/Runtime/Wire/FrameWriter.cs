@@ -42,7 +42,7 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
         if (length > maxFrameSize)
         {
             // Drop the frame so the buffer stays well-formed; the caller reports the error instead.
-            TruncateTo(start);
+            _buffer.Truncate(start);
             throw new ProtocolException($"frame of {length} bytes exceeds the maximum frame size of {maxFrameSize} bytes", ErrorCode.FrameTooLarge);
         }
 
@@ -54,7 +54,7 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
     {
         if (_frameStart >= 0)
         {
-            TruncateTo(_frameStart);
+            _buffer.Truncate(_frameStart);
             _frameStart = -1;
         }
     }
@@ -97,11 +97,4 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
     public void Trim() => _buffer.Trim();
 
     public void Dispose() => _buffer.Dispose();
-
-    private void TruncateTo(int count)
-    {
-        // PooledBufferWriter has no truncate; rewind by resetting and re-advancing over kept bytes.
-        _buffer.Reset();
-        _buffer.Advance(count);
-    }
 }

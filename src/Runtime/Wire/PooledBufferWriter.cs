@@ -34,6 +34,13 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
 
     public void Reset() => _written = 0;
 
+    /// <summary>Drops everything written after the first <paramref name="count"/> bytes.</summary>
+    public void Truncate(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _written);
+        _written = count;
+    }
+
     /// <summary>Returns the buffer to the pool when nothing is buffered (between bursts).</summary>
     public void Trim()
     {
