@@ -8,6 +8,7 @@ using RequestMigration.Discovery.Memory;
 using RequestMigration.Tests.Infrastructure;
 using Shouldly;
 using Xunit;
+using static RequestMigration.Tests.Infrastructure.InstanceRecords;
 
 namespace RequestMigration.Tests.Discovery;
 
@@ -37,7 +38,7 @@ public sealed class DiscoveryRobustnessTests : IDisposable
     {
         await using var store = new FileKeyValueStore(new FileStoreOptions { Root = _root });
         var registry = new InstanceRegistry(store, _loggerFactory.CreateLogger<InstanceRegistry>());
-        await registry.PutAsync(Record(0x1), 0, Ct);
+        await registry.PutAsync(Record(Endpoint, 0x1), 0, Ct);
 
         // A half-written or foreign file where a record should be.
         var corruptKey = InstanceKeys.Key(Endpoint, 0x2);
@@ -108,7 +109,7 @@ public sealed class DiscoveryRobustnessTests : IDisposable
         await using var store = new MemoryKeyValueStore(time);
         var registry = new InstanceRegistry(store);
         await using var registrar = await InstanceRegistrar.StartAsync(registry, TimeSpan.FromSeconds(3), time, _loggerFactory.CreateLogger<InstanceRegistrar>(), Ct);
-        var record = Record(registrar.InstanceId);
+        var record = Record(Endpoint, registrar.InstanceId);
         await registrar.RegisterAsync(record, Ct);
         var firstLease = registrar.LeaseId;
 
@@ -135,14 +136,4 @@ public sealed class DiscoveryRobustnessTests : IDisposable
 
         (await registry.ListAsync(Endpoint, Ct)).ShouldHaveSingleItem();
     }
-
-    private static InstanceRecord Record(ulong id) => new()
-    {
-        InstanceId = id,
-        Namespace = Endpoint.Namespace,
-        Component = Endpoint.Component,
-        Endpoint = Endpoint.Endpoint,
-        Transport = "tcp",
-        Address = "127.0.0.1:1",
-    };
 }

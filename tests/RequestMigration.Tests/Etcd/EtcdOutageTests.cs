@@ -9,6 +9,7 @@ using RequestMigration.Discovery.Instances;
 using Shouldly;
 using Xunit;
 using static RequestMigration.Tests.Etcd.EtcdTestSupport;
+using static RequestMigration.Tests.Infrastructure.InstanceRecords;
 
 namespace RequestMigration.Tests.Etcd;
 

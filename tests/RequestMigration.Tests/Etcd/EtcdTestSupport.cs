@@ -13,16 +13,6 @@ internal static class EtcdTestSupport
 {
     public static EndpointId NewEndpoint() => new("t" + Guid.NewGuid().ToString("N")[..12], "backend", "generate");
 
-    public static InstanceRecord Record(EndpointId endpoint, ulong instanceId) => new()
-    {
-        InstanceId = instanceId,
-        Namespace = endpoint.Namespace,
-        Component = endpoint.Component,
-        Endpoint = endpoint.Endpoint,
-        Transport = "tcp",
-        Address = "127.0.0.1:9",
-    };
-
     public static byte[] B(string s) => Encoding.UTF8.GetBytes(s);
 
     public static string S(ReadOnlyMemory<byte> b) => Encoding.UTF8.GetString(b.Span);
