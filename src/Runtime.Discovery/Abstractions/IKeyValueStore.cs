@@ -16,6 +16,12 @@ public interface IKeyValueStore : IAsyncDisposable
     string Name { get; }
 
     /// <summary>
+    /// Whether lease ids are unique across every process sharing the store (etcd's are; the in-process
+    /// stores' are only unique within one process). When true, an owner's lease id serves as its instance id.
+    /// </summary>
+    bool LeaseIdsAreShared => false;
+
+    /// <summary>
     /// Where a key is kept, for messages about a bad entry (the file store returns the file's path).
     /// Backends without a more useful answer return the key.
     /// </summary>

@@ -68,6 +68,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     /// <inheritdoc />
     public string Name => "etcd";
 
+    /// <summary>etcd grants lease ids cluster-wide, so they identify instances.</summary>
+    public bool LeaseIdsAreShared => true;
+
     /// <summary>The endpoints in use, as <c>scheme://host:port</c>.</summary>
     public IReadOnlyList<string> Endpoints => [.. _nodes.Select(n => n.Name)];
 

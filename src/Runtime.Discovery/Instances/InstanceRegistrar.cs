@@ -54,7 +54,7 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(leaseTtl, TimeSpan.FromSeconds(1));
         var r = new InstanceRegistrar(registry, leaseTtl, timeProvider ?? TimeProvider.System, (ILogger?)logger ?? NullLogger.Instance);
         r._leaseId = await r._store.GrantLeaseAsync(leaseTtl, cancellationToken).ConfigureAwait(false);
-        r.InstanceId = r._store.Name == "etcd" ? (ulong)r._leaseId : NonZeroRandom();
+        r.InstanceId = r._store.LeaseIdsAreShared ? (ulong)r._leaseId : NonZeroRandom();
         r._keepAlive = r.KeepAliveLoopAsync(r._stop.Token);
         return r;
     }
