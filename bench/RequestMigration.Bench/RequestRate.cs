@@ -1,3 +1,4 @@
+using RequestMigration.LoadBalancing;
 using System.Diagnostics;
 using RequestMigration.Bench.Proto;
 using RequestMigration.Routing;
@@ -38,7 +39,7 @@ internal static class RequestRate
     {
         await using var ours = await OurCluster.StartAsync(transport, Servers);
         await using var grpc = await GrpcCluster.StartAsync(Servers);
-        var router = await ours.CreateRouterAsync(new RouterOptions { Mode = RouterMode.RoundRobin });
+        var router = await ours.CreateRouterAsync(new RouterOptions { LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin });
         using var channel = grpc.RoundRobinChannel();
         var client = new BenchService.BenchServiceClient(channel);
 

@@ -22,7 +22,9 @@ try
 {
     options = new RuntimeOptions().ApplyEnvironment();
     routerOptions = new RouterOptions().ApplyEnvironment();
-    wait = TimeSpan.FromSeconds(Environment.GetEnvironmentVariable("CLIENT_WAIT_SECS") is { Length: > 0 } w && double.TryParse(w, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= 0 ? s : 10);
+    wait = Environment.GetEnvironmentVariable("CLIENT_WAIT_SECS") is { Length: > 0 } w
+        ? ClientSettings.ParseSeconds("CLIENT_WAIT_SECS", w)
+        : TimeSpan.FromSeconds(10);
 }
 catch (ArgumentException ex)
 {
@@ -39,7 +41,19 @@ Console.CancelKeyPress += (_, e) =>
 };
 
 await using var runtime = new RequestMigrationRuntime(options, loggerFactory);
-await using var router = runtime.CreateRouter<string, string>(EndpointId.Parse("demo/backend/generate"), routerOptions);
+PushRouter<string, string> created;
+try
+{
+    // Unknown policy names and missing certificates are this client's configuration: one line, exit code 2.
+    created = runtime.CreateRouter<string, string>(EndpointId.Parse("demo/backend/generate"), routerOptions);
+}
+catch (Exception ex) when (ex is ArgumentException or FileNotFoundException)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
+
+await using var router = created;
 try
 {
     await router.WaitForInstancesAsync(wait, cts.Token);
@@ -85,4 +99,12 @@ catch (OperationCanceledException)
 {
     Console.Error.WriteLine("cancelled");
     return 130;
+}
+
+internal static class ClientSettings
+{
+    public static TimeSpan ParseSeconds(string name, string value) =>
+        double.TryParse(value.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 86_400
+            ? TimeSpan.FromSeconds(s)
+            : throw new ArgumentException($"{name}='{value}' is not a number of seconds between 0 and 86400", name);
 }

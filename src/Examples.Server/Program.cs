@@ -31,10 +31,12 @@ if (Environment.GetEnvironmentVariable("ITEM_DELAY_MS") is { Length: > 0 } delay
 // host start-up failure with a stack trace.
 try
 {
-    new RuntimeOptions().ApplyEnvironment().Validate();
+    var runtimeOptions = new RuntimeOptions().ApplyEnvironment();
+    runtimeOptions.Validate();
+    RequestMigration.Transport.TransportKinds.EnsureSupported(runtimeOptions.Transport);
     new RequestMigration.Routing.RouterOptions().ApplyEnvironment().Validate();
 }
-catch (ArgumentException ex)
+catch (Exception ex) when (ex is ArgumentException or PlatformNotSupportedException)
 {
     Console.Error.WriteLine($"error: {ex.Message}");
     return 2;

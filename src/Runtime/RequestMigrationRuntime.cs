@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using RequestMigration.Discovery;
 using RequestMigration.Discovery.Instances;
+using RequestMigration.LoadBalancing;
 using RequestMigration.Routing;
 using RequestMigration.Serialization;
 using RequestMigration.Serving;
@@ -62,6 +63,9 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
 
     internal TransportFactory Transports { get; }
 
+    /// <summary>The load-balancing policies routers of this runtime can select by name; register your own here.</summary>
+    public LoadBalancingPolicyRegistry LoadBalancingPolicies { get; } = new();
+
     /// <summary>Creates a server; add endpoints to it, then start it. The runtime stops it when disposed.</summary>
     public EndpointServer CreateServer()
     {
@@ -76,7 +80,9 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
 
     /// <summary>Creates a router for <paramref name="endpoint"/>; it starts watching discovery at once.</summary>
     /// <param name="endpoint">The endpoint to call.</param>
-    /// <param name="options">Router options (validated here); defaults plus <c>DYN_INHIBITED_DURATION_SECS</c> when omitted.</param>
+    /// <param name="options">Router options (validated here); defaults plus the <c>DYN_*</c> router variables when omitted.</param>
+    /// <exception cref="ArgumentException">An option is invalid or names an unknown load-balancing policy.</exception>
+    /// <exception cref="FileNotFoundException">The CA certificate (<c>DYN_TLS_CA_FILE</c>) is missing.</exception>
     public PushRouter<TRequest, TResponse> CreateRouter<TRequest, TResponse>(EndpointId endpoint, RouterOptions? options = null)
     {
         var router = new PushRouter<TRequest, TResponse>(this, endpoint, options ?? new RouterOptions().ApplyEnvironment());

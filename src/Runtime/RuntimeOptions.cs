@@ -51,6 +51,23 @@ public sealed class RuntimeOptions
     /// </summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(120);
 
+    /// <summary>
+    /// QUIC: a connection with no packets from the peer for this long is closed, failing its streams, so a peer
+    /// that vanished without closing (kill -9, lost host) is noticed within about this time
+    /// (<c>DYN_QUIC_IDLE_TIMEOUT_SECS</c>). Default 30 s; at least 1 s. Keep-alives (see
+    /// <see cref="QuicKeepAliveInterval"/>) keep a quiet but live connection open.
+    /// </summary>
+    public TimeSpan QuicIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// QUIC: how often a quiet connection sends a keep-alive (<c>DYN_QUIC_KEEPALIVE_SECS</c>). Default (null):
+    /// a third of <see cref="QuicIdleTimeout"/>, so two keep-alives may be lost before the connection is.
+    /// Must be shorter than the idle timeout.
+    /// </summary>
+    public TimeSpan? QuicKeepAliveInterval { get; set; }
+
+    internal TimeSpan EffectiveQuicKeepAlive => QuicKeepAliveInterval ?? QuicIdleTimeout / 3;
+
     /// <summary>Applies the environment variables named on each property over the current values.</summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
     public RuntimeOptions ApplyEnvironment(Func<string, string?>? environment = null)
@@ -92,6 +109,16 @@ public sealed class RuntimeOptions
             IdleTimeout = EnvironmentValues.ParseSeconds("DYN_IDLE_TIMEOUT_SECS", idle);
         }
 
+        if (environment("DYN_QUIC_IDLE_TIMEOUT_SECS") is { Length: > 0 } quicIdle)
+        {
+            QuicIdleTimeout = EnvironmentValues.ParseSeconds("DYN_QUIC_IDLE_TIMEOUT_SECS", quicIdle);
+        }
+
+        if (environment("DYN_QUIC_KEEPALIVE_SECS") is { Length: > 0 } quicKeepAlive)
+        {
+            QuicKeepAliveInterval = EnvironmentValues.ParseSeconds("DYN_QUIC_KEEPALIVE_SECS", quicKeepAlive);
+        }
+
         return this;
     }
 
@@ -127,6 +154,16 @@ public sealed class RuntimeOptions
         if (DrainTimeout < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(DrainTimeout), DrainTimeout, "must not be negative");
+        }
+
+        if (QuicIdleTimeout < TimeSpan.FromSeconds(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(QuicIdleTimeout), QuicIdleTimeout, "QuicIdleTimeout (DYN_QUIC_IDLE_TIMEOUT_SECS) must be at least 1 s");
+        }
+
+        if (EffectiveQuicKeepAlive <= TimeSpan.Zero || EffectiveQuicKeepAlive >= QuicIdleTimeout)
+        {
+            throw new ArgumentOutOfRangeException(nameof(QuicKeepAliveInterval), EffectiveQuicKeepAlive, "QuicKeepAliveInterval (DYN_QUIC_KEEPALIVE_SECS) must be positive and shorter than QuicIdleTimeout");
         }
     }
 }

@@ -29,6 +29,14 @@ public sealed record InstanceRecord
     [JsonPropertyName("address")]
     public required string Address { get; init; }
 
+    /// <summary>
+    /// Other transports the instance also serves on, in order of preference after <see cref="Transport"/> /
+    /// <see cref="Address"/> (a server in <c>auto</c> mode with QUIC available also listens on TCP, for clients
+    /// without QUIC). Empty for records of servers that listen on one transport, and for older records.
+    /// </summary>
+    [JsonPropertyName("alternates")]
+    public IReadOnlyList<InstanceAddress> Alternates { get; init; } = [];
+
     /// <summary>Free-form labels (e.g. a server name or a role).</summary>
     [JsonPropertyName("metadata")]
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
@@ -37,6 +45,13 @@ public sealed record InstanceRecord
     [JsonIgnore]
     public EndpointId EndpointId => new(Namespace, Component, Endpoint);
 }
+
+/// <summary>A transport and the address an instance serves it on.</summary>
+/// <param name="Transport"><c>quic</c> or <c>tcp</c>.</param>
+/// <param name="Address"><c>host:port</c>.</param>
+public sealed record InstanceAddress(
+    [property: JsonPropertyName("transport")] string Transport,
+    [property: JsonPropertyName("address")] string Address);
 
 [JsonSerializable(typeof(InstanceRecord))]
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

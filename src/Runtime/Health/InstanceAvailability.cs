@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
@@ -6,46 +7,63 @@ namespace RequestMigration.Health;
 
 /// <summary>
 /// The two-tier instance view of one endpoint: <see cref="Source"/> is what discovery says exists;
-/// <see cref="Available"/> is the routable subset. <see cref="ReportInstanceDown"/> removes an instance
-/// from <see cref="Available"/>; reconciling (<c>Available = Source</c>) happens on every discovery change
-/// and, without one, after at most one <see cref="InhibitDuration"/>.
+/// <see cref="Available"/> is the routable subset. <see cref="ReportInstanceDown"/> takes one instance out of
+/// <see cref="Available"/> for <see cref="InhibitDuration"/> from that moment; each instance returns on its
+/// own deadline. Discovery changes update <see cref="Source"/> at once (new instances become available,
+/// removed ones leave) but never bring an inhibited instance back early.
 /// </summary>
 /// <remarks>
-/// Readers never lock: both lists are immutable arrays swapped under <c>_gate</c>, so a router picking an
-/// instance reads one consistent snapshot. Time comes from the injected <see cref="TimeProvider"/>.
+/// Readers never lock: the lists are immutable arrays swapped under <c>_gate</c>, so a router picking an
+/// instance reads one consistent snapshot. Time comes from the injected <see cref="TimeProvider"/>; one
+/// timer is armed for the earliest inhibit deadline.
 /// </remarks>
 public sealed partial class InstanceAvailability : IDisposable
 {
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
-    private readonly ITimer? _reconcileTimer;
-    private readonly Dictionary<ulong, InstanceRecord> _source = [];
+    private readonly TimeProvider _time;
+    private readonly ITimer? _timer;
+    private readonly KeyValuePair<string, object?> _endpointTag;
+
+    // Invariants (under _gate): _states holds exactly the instances of _sourceStates; _availableStates is the
+    // subset of _sourceStates whose InhibitedUntil has passed, in the same (id) order; the record arrays
+    // mirror the state arrays. _timerDue is the deadline the timer is armed for (MaxValue: disarmed).
+    private readonly Dictionary<ulong, InstanceState> _states = [];
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private InstanceState[] _sourceStates = [];
+    private InstanceState[] _availableStates = [];
     private InstanceRecord[] _sourceSnapshot = [];
     private InstanceRecord[] _available = [];
+    private DateTimeOffset _timerDue = DateTimeOffset.MaxValue;
+
+    // Ids seen since the current watch (re)started; on its Synced, instances not seen left while it was down.
+    private HashSet<ulong>? _resync;
+    private bool _disposed;
 
     /// <summary>Creates an empty view.</summary>
     /// <param name="endpoint">The endpoint (for logs and errors).</param>
-    /// <param name="inhibitDuration">Reconcile interval; <see cref="TimeSpan.Zero"/> disables inhibiting.</param>
-    /// <param name="timeProvider">Clock for the reconcile timer.</param>
+    /// <param name="inhibitDuration">How long a reported instance stays out; <see cref="TimeSpan.Zero"/> disables inhibiting.</param>
+    /// <param name="timeProvider">Clock for the inhibit deadlines.</param>
     /// <param name="logger">Logger.</param>
-    public InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger)
+    internal InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(inhibitDuration, TimeSpan.Zero);
         Endpoint = endpoint;
         InhibitDuration = inhibitDuration;
+        _time = timeProvider;
         _logger = logger;
+        _endpointTag = new("endpoint", endpoint.Path);
         if (inhibitDuration > TimeSpan.Zero)
         {
-            _reconcileTimer = timeProvider.CreateTimer(static s => ((InstanceAvailability)s!).PeriodicReconcile(), this, inhibitDuration, inhibitDuration);
+            _timer = timeProvider.CreateTimer(static s => ((InstanceAvailability)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
     }
 
     /// <summary>The endpoint.</summary>
     public EndpointId Endpoint { get; }
 
-    /// <summary>How long an instance reported down stays out, at most.</summary>
+    /// <summary>How long an instance reported down stays out of rotation.</summary>
     public TimeSpan InhibitDuration { get; }
 
     /// <summary><c>instance_source</c>: every instance discovery reports, ordered by id.</summary>
@@ -54,40 +72,58 @@ public sealed partial class InstanceAvailability : IDisposable
     /// <summary><c>instance_avail</c>: the instances a request may be routed to, ordered by id.</summary>
     public IReadOnlyList<InstanceRecord> Available => Volatile.Read(ref _available);
 
-    internal InstanceRecord[] AvailableArray => Volatile.Read(ref _available);
-
     /// <summary>Completes when discovery has delivered its initial snapshot.</summary>
     public Task Synced => _synced.Task;
 
-    /// <summary>Applies a discovery change and reconciles.</summary>
-    public void Apply(InstanceChange change)
+    internal InstanceState[] AvailableStates => Volatile.Read(ref _availableStates);
+
+    internal int SourceCount => Volatile.Read(ref _sourceStates).Length;
+
+    /// <summary>A discovery watch is (re)starting: what it reports up to its Synced becomes the whole source.</summary>
+    internal void BeginResync()
+    {
+        lock (_gate)
+        {
+            _resync = [];
+        }
+    }
+
+    /// <summary>Applies a discovery change.</summary>
+    internal void Apply(InstanceChange change)
     {
         lock (_gate)
         {
             switch (change.Kind)
             {
                 case InstanceChangeKind.Upserted:
-                    _source[change.InstanceId] = change.Record!;
+                    _resync?.Add(change.InstanceId);
+                    Upsert(change.Record!);
                     break;
                 case InstanceChangeKind.Removed:
-                    _source.Remove(change.InstanceId);
+                    _states.Remove(change.InstanceId);
                     break;
                 case InstanceChangeKind.Synced:
+                    if (_resync is { } seen)
+                    {
+                        _resync = null;
+                        foreach (var id in _states.Keys.Where(id => !seen.Contains(id)).ToList())
+                        {
+                            _states.Remove(id);
+                        }
+                    }
+
                     _synced.TrySetResult();
                     break;
             }
 
-            _sourceSnapshot = [.. _source.Values.OrderBy(r => r.InstanceId)];
-            ReconcileLocked();
-
-            // A discovery change restarts the interval: the next periodic reconcile is one interval away.
-            _reconcileTimer?.Change(InhibitDuration, InhibitDuration);
+            _sourceStates = [.. _states.Values.OrderBy(s => s.InstanceId)];
+            RebuildLocked(_time.GetUtcNow());
         }
     }
 
     /// <summary>
-    /// Removes an instance from <see cref="Available"/> until the next reconcile. Returns false when
-    /// inhibiting is disabled or the instance was not available.
+    /// Takes an instance out of <see cref="Available"/> for <see cref="InhibitDuration"/> from now (logging
+    /// <c>inhibiting instance {id}</c>). Returns false when inhibiting is disabled or the instance is not available.
     /// </summary>
     public bool ReportInstanceDown(ulong instanceId)
     {
@@ -98,32 +134,31 @@ public sealed partial class InstanceAvailability : IDisposable
 
         lock (_gate)
         {
-            var current = _available;
-            var index = Array.FindIndex(current, r => r.InstanceId == instanceId);
-            if (index < 0)
+            if (!_states.TryGetValue(instanceId, out var state) || !Array.Exists(_availableStates, s => ReferenceEquals(s, state)))
             {
                 return false;
             }
 
-            var next = new InstanceRecord[current.Length - 1];
-            Array.Copy(current, 0, next, 0, index);
-            Array.Copy(current, index + 1, next, index, current.Length - index - 1);
-            Volatile.Write(ref _available, next);
-            RuntimeMetrics.InstancesInhibited.Add(1, new KeyValuePair<string, object?>("endpoint", Endpoint.Path));
-            Log.Inhibiting(_logger, instanceId, Endpoint.Path);
-            return true;
+            var now = _time.GetUtcNow();
+            state.InhibitedUntil = now + InhibitDuration;
+            RebuildLocked(now);
         }
+
+        RuntimeMetrics.InstancesInhibited.Add(1, _endpointTag);
+        Log.Inhibiting(_logger, instanceId, Endpoint.Path);
+        return true;
     }
 
     /// <summary>Finds an instance in <see cref="Source"/> (direct routing ignores inhibiting).</summary>
-    public InstanceRecord? FindInSource(ulong instanceId)
+    public InstanceRecord? FindInSource(ulong instanceId) => FindState(instanceId)?.Record;
+
+    internal InstanceState? FindState(ulong instanceId)
     {
-        var source = Volatile.Read(ref _sourceSnapshot);
-        foreach (var r in source)
+        foreach (var s in Volatile.Read(ref _sourceStates))
         {
-            if (r.InstanceId == instanceId)
+            if (s.InstanceId == instanceId)
             {
-                return r;
+                return s;
             }
         }
 
@@ -135,7 +170,7 @@ public sealed partial class InstanceAvailability : IDisposable
     public async Task WaitForAvailableAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var deadline = timeProvider.GetUtcNow() + timeout;
-        while (AvailableArray.Length == 0)
+        while (true)
         {
             Task changed;
             lock (_gate)
@@ -165,43 +200,111 @@ public sealed partial class InstanceAvailability : IDisposable
         }
     }
 
-    private TimeoutException NoneWithin(TimeSpan timeout) =>
-        new($"{Routing.NoInstancesException.MessageFor(Endpoint.Path)} within {timeout.TotalSeconds:0.###} s");
-
-    /// <summary>Restores every instance discovery still reports.</summary>
+    /// <summary>Brings every inhibited instance back at once.</summary>
     public void Reconcile()
     {
         lock (_gate)
         {
-            ReconcileLocked();
+            foreach (var s in _sourceStates)
+            {
+                s.InhibitedUntil = DateTimeOffset.MinValue;
+            }
+
+            RebuildLocked(_time.GetUtcNow());
         }
     }
 
     /// <inheritdoc />
-    public void Dispose() => _reconcileTimer?.Dispose();
-
-    private void PeriodicReconcile()
+    public void Dispose()
     {
         lock (_gate)
         {
-            if (_available.Length != _sourceSnapshot.Length)
+            _disposed = true;
+        }
+
+        _timer?.Dispose();
+    }
+
+    private TimeoutException NoneWithin(TimeSpan timeout) =>
+        new($"{Routing.NoInstancesException.MessageFor(Endpoint.Path)} within {timeout.TotalSeconds:0.###} s");
+
+    private void Upsert(InstanceRecord record)
+    {
+        if (_states.TryGetValue(record.InstanceId, out var existing))
+        {
+            var old = existing.Record;
+            existing.Update(record);
+            if (old.Address != record.Address || old.Transport != record.Transport)
             {
-                LogPeriodic(Endpoint.Path, _sourceSnapshot.Length - _available.Length);
+                // Same id at a new address: a new incarnation, so an earlier failure says nothing about it.
+                existing.InhibitedUntil = DateTimeOffset.MinValue;
+                existing.ConsecutiveFailures = 0;
             }
 
-            ReconcileLocked();
+            return;
+        }
+
+        _states[record.InstanceId] = new InstanceState(record);
+    }
+
+    private void OnTimer()
+    {
+        int restored;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var before = _availableStates.Length;
+
+            // Re-arm whatever the rebuild finds: a timer that fired a little early must fire again.
+            _timerDue = DateTimeOffset.MaxValue;
+            RebuildLocked(_time.GetUtcNow());
+            restored = _availableStates.Length - before;
+        }
+
+        if (restored > 0)
+        {
+            LogRestored(Endpoint.Path, restored);
         }
     }
 
-    private void ReconcileLocked()
+    /// <summary>Recomputes <see cref="Available"/> from the source and the deadlines, and re-arms the timer.</summary>
+    private void RebuildLocked(DateTimeOffset now)
     {
-        Volatile.Write(ref _available, _sourceSnapshot);
+        Debug.Assert(_gate.IsHeldByCurrentThread);
+        var source = _sourceStates;
+        var available = new List<InstanceState>(source.Length);
+        var next = DateTimeOffset.MaxValue;
+        foreach (var s in source)
+        {
+            if (s.InhibitedUntil <= now)
+            {
+                available.Add(s);
+            }
+            else if (s.InhibitedUntil < next)
+            {
+                next = s.InhibitedUntil;
+            }
+        }
+
+        var availableStates = available.Count == source.Length ? source : available.ToArray();
+        Volatile.Write(ref _sourceSnapshot, [.. source.Select(s => s.Record)]);
+        Volatile.Write(ref _availableStates, availableStates);
+        Volatile.Write(ref _available, [.. availableStates.Select(s => s.Record)]);
+        if (!_disposed && next != _timerDue)
+        {
+            _timerDue = next;
+            _timer?.Change(next == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : next - now, Timeout.InfiniteTimeSpan);
+        }
+
         var changed = _changed;
         _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         changed.TrySetResult();
     }
 
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "periodic reconciliation for endpoint={Endpoint}: restoring {Count} inhibited instance(s)")]
-    private partial void LogPeriodic(string endpoint, int count);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "endpoint={Endpoint}: {Count} inhibited instance(s) back in rotation")]
+    private partial void LogRestored(string endpoint, int count);
 }

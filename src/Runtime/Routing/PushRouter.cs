@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Health;
+using RequestMigration.LoadBalancing;
 using RequestMigration.Transport;
 using RequestMigration.Wire;
 
@@ -13,7 +14,9 @@ namespace RequestMigration.Routing;
 /// (the stream breaks, the connection is refused or lost, the server reports the stream incomplete) the
 /// router reports that instance down and immediately tries another available one, up to
 /// <see cref="RouterOptions.MaxAttempts"/>. Each failed attempt reaches the consumer as an error item
-/// (<see cref="Annotated{T}.IsError"/>), so it can tell attempts apart.
+/// (<see cref="Annotated{T}.IsError"/>), so it can tell attempts apart; with
+/// <see cref="RouterOptions.Migration"/> the stream continues where it stopped instead, and the consumer sees
+/// one stream.
 /// </summary>
 /// <typeparam name="TRequest">Request type.</typeparam>
 /// <typeparam name="TResponse">Response item type.</typeparam>
@@ -21,28 +24,35 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 {
     private readonly RequestMigrationRuntime _runtime;
     private readonly RouterOptions _options;
+    private readonly ILoadBalancingPolicy _policy;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _watch;
     private readonly KeyValuePair<string, object?> _endpointTag;
-    private uint _next;
     private int _disposed;
 
     internal PushRouter(RequestMigrationRuntime runtime, EndpointId endpoint, RouterOptions options)
     {
         options.Validate();
+        _policy = runtime.LoadBalancingPolicies.Create(options.LoadBalancingPolicy);
+
+        // Local configuration (the CA certificate) fails here, naming the file, not on the first request
+        // where it would look like an instance's fault.
+        runtime.Transports.EnsureClientReady();
         _runtime = runtime;
         _options = options;
         Endpoint = endpoint;
         _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
         Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>());
-        _next = (uint)Random.Shared.Next();
         _endpointTag = new("endpoint", endpoint.Path);
         _watch = WatchLoopAsync(_stop.Token);
     }
 
     /// <summary>The endpoint this router serves.</summary>
     public EndpointId Endpoint { get; }
+
+    /// <summary>The name of the load-balancing policy in use.</summary>
+    public string LoadBalancingPolicy => _policy.Name;
 
     /// <summary>The instance view (<c>instance_source</c> / <c>instance_avail</c>).</summary>
     public InstanceAvailability Instances { get; }
@@ -53,28 +63,21 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         Instances.WaitForAvailableAsync(timeout, _runtime.Time, cancellationToken);
 
     /// <summary>
-    /// Streams the response to <paramref name="request"/> from an instance chosen by the router's mode
-    /// (round robin or random), failing over as described on the class.
+    /// Streams the response to <paramref name="request"/> from instances chosen by the load-balancing policy,
+    /// failing over as described on the class.
     /// </summary>
     /// <exception cref="NoInstancesException">No instance is available.</exception>
-    /// <exception cref="AttemptsExhaustedException">Every attempt failed.</exception>
+    /// <exception cref="AttemptsExhaustedException">Every attempt failed; the inner exception is the last attempt's error.</exception>
     /// <exception cref="EndpointFailedException">The endpoint rejected the request (not retried).</exception>
-    public IAsyncEnumerable<Annotated<TResponse>> GenerateAsync(TRequest request, CancellationToken cancellationToken = default)
-    {
-        if (_options.Mode == RouterMode.Direct)
-        {
-            throw new InvalidOperationException("this router is in direct mode: use DirectAsync with an instance id");
-        }
-
-        return RunAsync(request, null, cancellationToken);
-    }
+    public IAsyncEnumerable<Annotated<TResponse>> GenerateAsync(TRequest request, CancellationToken cancellationToken = default) =>
+        RunAsync(request, null, cancellationToken);
 
     /// <summary>Streams the response from one named instance (one attempt, no failover).</summary>
     /// <exception cref="InstanceNotFoundException">Discovery does not know that instance.</exception>
     public IAsyncEnumerable<Annotated<TResponse>> DirectAsync(TRequest request, ulong instanceId, CancellationToken cancellationToken = default) =>
         RunAsync(request, instanceId, cancellationToken);
 
-    /// <summary>Takes an instance out of rotation until the next reconcile, logging why.</summary>
+    /// <summary>Takes an instance out of rotation for <see cref="RouterOptions.InhibitDuration"/>, logging why.</summary>
     public void ReportInstanceDown(ulong instanceId, string error) => ReportInstanceDown(instanceId, error, "-", 0);
 
     private void ReportInstanceDown(ulong instanceId, string error, string requestId, int attempt)
@@ -109,239 +112,126 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
         var requestId = Guid.NewGuid().ToString("N");
-        var attempts = direct is null ? _options.MaxAttempts : 1;
-        var lastError = string.Empty;
-        long delivered = 0;
-
-        // Retries that don't count as attempts and aren't shown: a pooled connection the server closed
-        // while idle, or an instance that is draining. Bounded so a misbehaving peer can't loop us.
-        var freeRetries = _options.MaxAttempts;
-        for (var attempt = 1; attempt <= attempts; attempt++)
+        var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration);
+        while (true)
         {
-            var instance = Pick(direct, attempt);
+            var instance = PickInstance(direct, budget);
+            NextStep step;
             if (instance is null)
             {
                 // Every instance is inhibited after earlier failures: this attempt fails like the others.
-                lastError = NoInstancesException.MessageFor(Endpoint.Path);
+                step = budget.OnNoInstance();
                 if (!_options.Migration)
                 {
-                    yield return Annotated<TResponse>.FromError(lastError);
+                    yield return Annotated<TResponse>.FromError(NoInstancesException.MessageFor(Endpoint.Path));
                 }
-
-                continue;
             }
-
-            RuntimeMetrics.Attempts.Add(1, _endpointTag);
-            string? failure = null;
-            string? fatal = null;
-            var completed = false;
-            var framesSeen = 0;
-            var drainingReject = false;
-            var header = new RequestHeader(Endpoint.Path, requestId, attempt, _options.Migration && delivered > 0 ? ResumeToken.Create(delivered) : ReadOnlyMemory<byte>.Empty);
-            ClientStream? stream = null;
-            try
+            else
             {
-                stream = await _runtime.Transports.ConnectorFor(instance.Transport).OpenAsync(instance.Address, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
-            {
-                failure = $"cannot reach instance {instance.InstanceId:x} at {instance.Address}: {ex.Message}";
-            }
-
-            if (stream is not null)
-            {
-                var clean = false;
-                var sendFailed = false;
+                RuntimeMetrics.Attempts.Add(1, _endpointTag);
+                var header = new RequestHeader(Endpoint.Path, requestId, budget.AttemptNumber, _options.Migration && budget.Delivered > 0 ? ResumeToken.Create(budget.Delivered) : ReadOnlyMemory<byte>.Empty);
+                var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout);
+                AttemptOutcome outcome;
                 try
                 {
-                    try
+                    var next = await attempt.StartAsync(header, payload, cancellationToken).ConfigureAwait(false);
+                    while (next is null)
                     {
-                        Send(stream.Writer, header, payload);
-                        await stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    }
-                    catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
-                    {
-                        throw new ArgumentException($"request to {Endpoint.Path} is too large: {ex.Message}", nameof(request), ex);
-                    }
-                    catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
-                    {
-                        // The server may have rejected the request and closed before we finished writing
-                        // (say, a frame over its limit): read on, its error frame is likely waiting.
-                        sendFailed = true;
+                        next = await attempt.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        if (next is null)
+                        {
+                            budget.Delivered++;
+                            yield return Annotated<TResponse>.FromData(attempt.Current);
+                        }
                     }
 
-                    while (true)
-                    {
-                        bool got;
-                        try
-                        {
-                            got = await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                        }
-                        catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
-                        {
-                            // Our own limit, not the instance's fault: another instance would send the same.
-                            fatal = $"a response item from instance {instance.InstanceId:x} is too large: {ex.Message}";
-                            break;
-                        }
-                        catch (ProtocolException ex)
-                        {
-                            failure = $"{StreamErrors.StreamIncomplete} (instance sent {ex.Message})";
-                            break;
-                        }
-                        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransportFailure(ex))
-                        {
-                            failure = StreamErrors.StreamIncomplete;
-                            break;
-                        }
-
-                        if (!got)
-                        {
-                            failure = StreamErrors.StreamIncomplete;
-                            break;
-                        }
-
-                        framesSeen++;
-                        var type = stream.Reader.Type;
-                        if (type == FrameType.Data)
-                        {
-                            TResponse item;
-                            try
-                            {
-                                item = _runtime.Serializer.Deserialize<TResponse>(stream.Reader.Payload);
-                            }
-                            catch (Exception ex)
-                            {
-                                fatal = $"cannot decode a response item from instance {instance.InstanceId:x}: {ex.Message}";
-                                break;
-                            }
-
-                            delivered++;
-                            yield return Annotated<TResponse>.FromData(item);
-                            continue;
-                        }
-
-                        if (type == FrameType.End)
-                        {
-                            completed = clean = true;
-                            break;
-                        }
-
-                        if (type == FrameType.Error)
-                        {
-                            clean = true;
-                            var (code, message) = stream.Reader.ReadError();
-                            drainingReject = code == ErrorCode.Unavailable && framesSeen == 1;
-                            if (StreamErrors.IsRetryable(code, message))
-                            {
-                                failure = message;
-                            }
-                            else
-                            {
-                                fatal = message;
-                            }
-
-                            break;
-                        }
-
-                        failure = $"{StreamErrors.StreamIncomplete} (instance sent an unexpected {type} frame)";
-                        break;
-                    }
+                    outcome = next.Value;
                 }
                 finally
                 {
-                    // Only a stream that ended with its end or error frame may carry another request;
-                    // anything else (including the consumer leaving early) resets it, which cancels the handler.
-                    if (clean && !sendFailed)
-                    {
-                        await stream.ReleaseAsync().ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await stream.DisposeAsync().ConfigureAwait(false);
-                    }
+                    await attempt.DisposeAsync().ConfigureAwait(false);
+                }
+
+                step = OnAttemptEnded(budget, outcome, instance.InstanceId, attempt.ItemsRead, requestId, header.Attempt);
+                if (!_options.Migration && (step == NextStep.Retry || (step == NextStep.Fail && !outcome.EndsCall)))
+                {
+                    // Without migration the next attempt starts over, so the consumer must know where it begins.
+                    yield return Annotated<TResponse>.FromError(outcome.Error);
                 }
             }
 
-            if (completed)
+            switch (step)
             {
-                yield break;
-            }
-
-            if (fatal is not null)
-            {
-                throw new EndpointFailedException(fatal);
-            }
-
-            cancellationToken.ThrowIfCancellationRequested();
-            failure ??= StreamErrors.StreamIncomplete;
-            if (freeRetries > 0 && framesSeen == 0 && stream is { Reused: true })
-            {
-                // A pooled connection the server closed while it sat idle: nothing reached the handler.
-                // Not the instance's fault; try it again on a fresh connection.
-                freeRetries--;
-                attempt--;
-                continue;
-            }
-
-            if (freeRetries > 0 && drainingReject)
-            {
-                // The instance is shutting down and did nothing with the request: go elsewhere quietly.
-                freeRetries--;
-                Instances.ReportInstanceDown(instance.InstanceId);
-                attempt--;
-                continue;
-            }
-
-            lastError = failure;
-            ReportInstanceDown(instance.InstanceId, failure, requestId, attempt);
-            if (!_options.Migration)
-            {
-                // Without migration the next attempt starts over, so the consumer must know where it begins.
-                yield return Annotated<TResponse>.FromError(failure);
-            }
-
-            if (attempt < attempts)
-            {
-                RuntimeMetrics.Failovers.Add(1, _endpointTag);
-                Log.Retrying(_logger, requestId, attempt + 1, attempts, Endpoint.Path);
+                case NextStep.Done:
+                    yield break;
+                case NextStep.Fail:
+                    throw FinalError(budget);
+                case NextStep.Retry:
+                    RuntimeMetrics.Failovers.Add(1, _endpointTag);
+                    Log.Retrying(_logger, requestId, budget.FailedAttempts + 1, budget.MaxAttempts, Endpoint.Path);
+                    break;
             }
         }
-
-        throw new AttemptsExhaustedException(attempts, lastError);
     }
 
-    /// <summary>The instance for an attempt; null when none is available on a retry (attempt 1 throws).</summary>
-    private InstanceRecord? Pick(ulong? direct, int attempt)
+    /// <summary>Blames the instance when the outcome says so, and asks the budget what comes next.</summary>
+    private NextStep OnAttemptEnded(CallBudget budget, AttemptOutcome outcome, ulong instanceId, long itemsRead, string requestId, int attempt)
+    {
+        if (outcome.Result == AttemptResult.Draining)
+        {
+            // Shutting down and did nothing with the request: leave it alone quietly, it is on its way out.
+            Instances.ReportInstanceDown(instanceId);
+        }
+        else if (outcome.BlamesInstance)
+        {
+            ReportInstanceDown(instanceId, outcome.Error, requestId, attempt);
+        }
+
+        return budget.OnAttemptEnded(outcome, instanceId, itemsRead);
+    }
+
+    /// <summary>The exception a failed call ends with: the attempt's own error, or every attempt used up with the last real error inside.</summary>
+    private Exception FinalError(CallBudget budget)
+    {
+        var last = budget.LastFailure;
+        return last switch
+        {
+            { Result: AttemptResult.Rejected } r => new EndpointFailedException(r.Error, r.Exception),
+            { Result: AttemptResult.LocalFailure, Exception: { } ex } => ex,
+            _ => AttemptsExhaustedException.Create(budget.FailedAttempts, Endpoint.Path, last, budget.LastFoundNoInstance),
+        };
+    }
+
+    /// <summary>
+    /// The instance for the next attempt: the named one (direct), else the policy's pick among available
+    /// instances this request has not failed on (or, if it failed on all of them, among every available one).
+    /// Null when none is available on a retry; the first attempt throws instead.
+    /// </summary>
+    private InstanceState? PickInstance(ulong? direct, CallBudget budget)
     {
         if (direct is { } id)
         {
-            return Instances.FindInSource(id) ?? throw new InstanceNotFoundException(id, Endpoint.Path);
+            return Instances.FindState(id) ?? throw new InstanceNotFoundException(id, Endpoint.Path);
         }
 
-        var available = Instances.AvailableArray;
+        var available = Instances.AvailableStates;
         if (available.Length == 0)
         {
-            return attempt == 1 ? throw new NoInstancesException(Endpoint.Path) : null;
+            return budget.AttemptNumber == 1 ? throw new NoInstancesException(Endpoint.Path) : null;
         }
 
-        var index = _options.Mode == RouterMode.Random
-            ? Random.Shared.Next(available.Length)
-            : (int)(Interlocked.Increment(ref _next) % (uint)available.Length);
-        return available[index];
-    }
+        IReadOnlyList<InstanceState> candidates = available;
+        if (budget.FailedOn is { } failed)
+        {
+            var fresh = Array.FindAll(available, s => !failed.Contains(s.InstanceId));
+            if (fresh.Length > 0)
+            {
+                candidates = fresh;
+            }
+        }
 
-    private static void Send(FrameWriter writer, RequestHeader header, PooledBufferWriter payload)
-    {
-        var output = writer.BeginFrame(FrameType.Request);
-        header.Write(output);
-        payload.WrittenMemory.Span.CopyTo(output.GetSpan(payload.WrittenCount));
-        output.Advance(payload.WrittenCount);
-        writer.EndFrame();
+        return _policy.PickInstance(candidates);
     }
-
-    private static bool IsTransportFailure(Exception ex) =>
-        TransportErrors.IsBroken(ex)
-        || ex is System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or OperationCanceledException or FormatException;
 
     private async Task WatchLoopAsync(CancellationToken ct)
     {
@@ -350,6 +240,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         {
             try
             {
+                // A restarted watch replays what exists; whatever it does not replay left while it was down.
+                Instances.BeginResync();
                 await foreach (var change in _runtime.Registry.WatchAsync(Endpoint, ct).ConfigureAwait(false))
                 {
                     failures = 0;

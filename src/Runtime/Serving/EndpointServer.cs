@@ -8,9 +8,11 @@ using RequestMigration.Transport;
 namespace RequestMigration.Serving;
 
 /// <summary>
-/// Serves endpoints on one listener and registers them in discovery as one instance. Add endpoints, then
+/// Serves endpoints and registers them in discovery as one instance. Add endpoints, then
 /// <see cref="StartAsync"/>; <see cref="StopAsync"/> shuts down gracefully: deregister first, stop accepting,
 /// let in-flight streams finish within <see cref="RuntimeOptions.DrainTimeout"/>, then cancel and close.
+/// With <c>DYN_TRANSPORT=auto</c> and QUIC available it listens on QUIC and on TCP (same port number where
+/// free), advertising QUIC first, so clients without QUIC reach it too.
 /// </summary>
 public sealed partial class EndpointServer : IAsyncDisposable
 {
@@ -21,11 +23,22 @@ public sealed partial class EndpointServer : IAsyncDisposable
     private readonly ConcurrentDictionary<IServerConnection, byte> _connections = new();
     private readonly CancellationTokenSource _hardStop = new();
     private readonly CancellationTokenSource _stopAccepting = new();
-    private ITransportListener? _listener;
+    private readonly List<ITransportListener> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
     private InstanceRegistrar? _registrar;
-    private Task _acceptLoop = Task.CompletedTask;
-    private int _state; // 0 new, 1 started, 2 stopping/stopped
+    private Task _starting = Task.CompletedTask;
+    private int _state = (int)ServerState.New;
     private volatile bool _draining;
+
+    private enum ServerState
+    {
+        New,
+        Starting,
+        Running,
+
+        /// <summary>Stopping or stopped; also where a start that failed ends.</summary>
+        Stopped,
+    }
 
     internal EndpointServer(RequestMigrationRuntime runtime)
     {
@@ -41,8 +54,11 @@ public sealed partial class EndpointServer : IAsyncDisposable
     /// <summary>The <c>host:port</c> written into discovery (valid after <see cref="StartAsync"/>).</summary>
     public string Address { get; private set; } = string.Empty;
 
-    /// <summary>The transport in use, <c>quic</c> or <c>tcp</c> (valid after <see cref="StartAsync"/>).</summary>
+    /// <summary>The preferred transport, <c>quic</c> or <c>tcp</c> (valid after <see cref="StartAsync"/>).</summary>
     public string Transport { get; private set; } = string.Empty;
+
+    /// <summary>Every transport and address the server listens on, preferred first (valid after <see cref="StartAsync"/>).</summary>
+    public IReadOnlyList<InstanceAddress> Addresses { get; private set; } = [];
 
     internal int MaxFrameSize { get; }
 
@@ -61,7 +77,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
     public EndpointServer AddEndpoint<TRequest, TResponse>(EndpointId endpoint, EndpointHandler<TRequest, TResponse> handler, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(handler);
-        if (Volatile.Read(ref _state) != 0)
+        if (Volatile.Read(ref _state) != (int)ServerState.New)
         {
             throw new InvalidOperationException("endpoints must be added before the server starts");
         }
@@ -74,54 +90,167 @@ public sealed partial class EndpointServer : IAsyncDisposable
         return this;
     }
 
-    /// <summary>Listens, then registers every endpoint in discovery.</summary>
-    public async Task StartAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Listens, then registers every endpoint in discovery. If anything fails (or <see cref="StopAsync"/> is
+    /// called meanwhile) nothing stays listening or registered.
+    /// </summary>
+    /// <exception cref="PlatformNotSupportedException"><c>DYN_TRANSPORT=quic</c> without libmsquic.</exception>
+    public Task StartAsync(CancellationToken cancellationToken = default)
     {
-        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+        if (Interlocked.CompareExchange(ref _state, (int)ServerState.Starting, (int)ServerState.New) != (int)ServerState.New)
         {
             throw new InvalidOperationException("the server was already started");
         }
 
         if (_endpoints.Count == 0)
         {
+            Volatile.Write(ref _state, (int)ServerState.New);
             throw new InvalidOperationException("add at least one endpoint before starting the server");
         }
 
-        var options = _runtime.Options;
-        var kind = _runtime.Transports.ResolveServerTransport();
-        _listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(IPAddress.Parse(options.ListenHost), options.ListenPort), cancellationToken).ConfigureAwait(false);
-        var host = string.IsNullOrWhiteSpace(options.AdvertiseHost) ? _listener.LocalEndPoint.Address.ToString() : options.AdvertiseHost;
-        Address = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{_listener.LocalEndPoint.Port}" : $"{host}:{_listener.LocalEndPoint.Port}";
-        Transport = kind == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
-        _acceptLoop = AcceptLoopAsync(_listener);
+        _starting = StartCoreAsync(cancellationToken);
+        return _starting;
+    }
 
-        _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
-        InstanceId = _registrar.InstanceId;
-        foreach (var invoker in _endpoints.Values)
+    private async Task StartCoreAsync(CancellationToken cancellationToken)
+    {
+        try
         {
-            var record = new InstanceRecord
+            await ListenAsync(cancellationToken).ConfigureAwait(false);
+            var options = _runtime.Options;
+            _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
+            InstanceId = _registrar.InstanceId;
+            foreach (var invoker in _endpoints.Values)
             {
-                InstanceId = InstanceId,
-                Namespace = invoker.Endpoint.Namespace,
-                Component = invoker.Endpoint.Component,
-                Endpoint = invoker.Endpoint.Endpoint,
-                Transport = Transport,
-                Address = Address,
-                Metadata = invoker.Metadata,
-            };
-            await _registrar.RegisterAsync(record, cancellationToken).ConfigureAwait(false);
-            Log.Serving(_logger, invoker.Endpoint.Path, InstanceId, Transport, Address, _runtime.Store.Name);
+                ThrowIfStopRequested();
+                await _registrar.RegisterAsync(RecordFor(invoker), cancellationToken).ConfigureAwait(false);
+                Log.Serving(_logger, invoker.Endpoint.Path, InstanceId, Transport, Address, _runtime.Store.Name);
+            }
+
+            if (Interlocked.CompareExchange(ref _state, (int)ServerState.Running, (int)ServerState.Starting) != (int)ServerState.Starting)
+            {
+                ThrowIfStopRequested();
+            }
+        }
+        catch
+        {
+            Volatile.Write(ref _state, (int)ServerState.Stopped);
+            await CloseAfterFailedStartAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private void ThrowIfStopRequested()
+    {
+        if (Volatile.Read(ref _state) == (int)ServerState.Stopped)
+        {
+            throw new OperationCanceledException("the server was stopped while it was starting");
+        }
+    }
+
+    private async Task ListenAsync(CancellationToken cancellationToken)
+    {
+        var options = _runtime.Options;
+        var kinds = _runtime.Transports.ResolveServerTransports();
+        var ip = IPAddress.Parse(options.ListenHost);
+        var host = string.IsNullOrWhiteSpace(options.AdvertiseHost) ? options.ListenHost : options.AdvertiseHost;
+
+        // With two transports, TCP binds first so a free port (0) is chosen once, then QUIC takes the same
+        // number on UDP (a separate port space); if that UDP port is taken, QUIC gets its own free port.
+        var order = kinds.Count > 1 ? kinds.Reverse() : kinds;
+        var bound = new Dictionary<TransportKind, ITransportListener>();
+        var port = options.ListenPort;
+        foreach (var kind in order)
+        {
+            ITransportListener listener;
+            try
+            {
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, port), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (bound.Count > 0 && options.ListenPort == 0 && ex is System.Net.Sockets.SocketException or System.Net.Quic.QuicException)
+            {
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, 0), cancellationToken).ConfigureAwait(false);
+            }
+
+            _listeners.Add(listener);
+            bound[kind] = listener;
+            port = listener.LocalEndPoint.Port;
+        }
+
+        Addresses = [.. kinds.Select(k => new InstanceAddress(k == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp, FormatAddress(host, bound[k].LocalEndPoint.Port)))];
+        Transport = Addresses[0].Transport;
+        Address = Addresses[0].Address;
+        foreach (var listener in _listeners)
+        {
+            _acceptLoops.Add(AcceptLoopAsync(listener));
+        }
+    }
+
+    private static string FormatAddress(string host, int port) =>
+        host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+
+    private InstanceRecord RecordFor(IEndpointInvoker invoker) => new()
+    {
+        InstanceId = InstanceId,
+        Namespace = invoker.Endpoint.Namespace,
+        Component = invoker.Endpoint.Component,
+        Endpoint = invoker.Endpoint.Endpoint,
+        Transport = Transport,
+        Address = Address,
+        Alternates = [.. Addresses.Skip(1)],
+        Metadata = invoker.Metadata,
+    };
+
+    private async Task CloseAfterFailedStartAsync()
+    {
+        await _stopAccepting.CancelAsync().ConfigureAwait(false);
+        await CloseListenersAsync().ConfigureAwait(false);
+        if (_registrar is not null)
+        {
+            await _registrar.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task CloseListenersAsync()
+    {
+        foreach (var listener in _listeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
     /// <summary>
-    /// Graceful shutdown (see the class remarks). Safe to call more than once. If
+    /// Graceful shutdown (see the class remarks). Safe to call more than once, and while
+    /// <see cref="StartAsync"/> runs (the start then fails and leaves nothing registered). If
     /// <paramref name="cancellationToken"/> fires, the graceful part is cut short, but the server still
     /// stops: connections are closed and the lease is revoked.
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _state, 2) != 1)
+        var previous = (ServerState)Interlocked.Exchange(ref _state, (int)ServerState.Stopped);
+        if (previous == ServerState.Starting)
+        {
+            // The start sees the state and undoes itself; wait for that so nothing is left behind when we return.
+            try
+            {
+                await _starting.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+            }
+
+            return;
+        }
+
+        if (previous != ServerState.Running)
         {
             return;
         }
@@ -143,18 +272,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
             }
 
             await _stopAccepting.CancelAsync().ConfigureAwait(false);
-            if (_listener is not null)
-            {
-                await _listener.DisposeAsync().ConfigureAwait(false);
-            }
-
-            try
-            {
-                await _acceptLoop.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            await CloseListenersAsync().ConfigureAwait(false);
 
             foreach (var session in _sessions.Keys)
             {

@@ -233,7 +233,7 @@ internal sealed class StreamSession
             }
 
             Log.StreamCut(_logger, header.RequestId, endpoint, ex.Message);
-            _connection.Abort(_stream);
+            _connection.Cut(_stream);
             aborted = true;
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)

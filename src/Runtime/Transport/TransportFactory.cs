@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Discovery.Instances;
 using RequestMigration.Transport.Quic;
 using RequestMigration.Transport.Tcp;
 using RequestMigration.Transport.Tls;
@@ -30,28 +31,35 @@ internal sealed partial class TransportFactory : IAsyncDisposable
             return tls;
         });
         _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout));
-        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout) : null);
+        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings) : null);
     }
 
-    /// <summary>The transport servers use after resolving <see cref="TransportKind.Auto"/>.</summary>
-    public TransportKind ResolveServerTransport()
+    /// <summary>Idle timeout and keep-alive of QUIC connections, from the options.</summary>
+    public QuicConnectionSettings QuicSettings => new(_options.QuicIdleTimeout, _options.EffectiveQuicKeepAlive);
+
+    /// <summary>
+    /// The transports a server listens on, preferred first: <c>tcp</c> → TCP; <c>quic</c> → QUIC (an error
+    /// without libmsquic); <c>auto</c> → QUIC and TCP where QUIC is supported (so clients without QUIC can
+    /// still reach it), else TCP with one warning.
+    /// </summary>
+    /// <exception cref="PlatformNotSupportedException"><c>quic</c> was asked for and QUIC is not supported here.</exception>
+    public IReadOnlyList<TransportKind> ResolveServerTransports()
     {
         switch (_options.Transport)
         {
             case TransportKind.Tcp:
-                return TransportKind.Tcp;
-            case TransportKind.Quic when !TransportKinds.IsQuicSupported:
-                throw new PlatformNotSupportedException("DYN_TRANSPORT=quic but " + TransportKinds.QuicUnavailableHint);
+                return [TransportKind.Tcp];
             case TransportKind.Quic:
-                return TransportKind.Quic;
+                TransportKinds.EnsureSupported(TransportKind.Quic);
+                return [TransportKind.Quic];
             default:
                 if (TransportKinds.IsQuicSupported)
                 {
-                    return TransportKind.Quic;
+                    return [TransportKind.Quic, TransportKind.Tcp];
                 }
 
                 LogQuicUnavailable(TransportKinds.QuicUnavailableHint);
-                return TransportKind.Tcp;
+                return [TransportKind.Tcp];
         }
     }
 
@@ -59,19 +67,56 @@ internal sealed partial class TransportFactory : IAsyncDisposable
     {
         if (kind == TransportKind.Quic && TransportKinds.IsQuicSupported)
         {
-            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, _logger, cancellationToken).ConfigureAwait(false);
+            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, _logger, cancellationToken).ConfigureAwait(false);
         }
 
         return new TcpTransportListener(endpoint, _tls.Value, _logger);
     }
 
-    /// <summary>The connector for an instance's advertised transport.</summary>
-    /// <exception cref="IOException">The instance uses a transport this process cannot speak.</exception>
-    public IClientConnector ConnectorFor(string transport) => transport switch
+    /// <summary>
+    /// Loads what every client connection needs (the CA certificate) now, so a local mistake fails where the
+    /// router is created, naming the file, instead of being blamed on the first instance contacted.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The CA file is missing.</exception>
+    /// <exception cref="ArgumentException">The CA file is not a PEM certificate.</exception>
+    public void EnsureClientReady() => _ = _tls.Value;
+
+    /// <summary>
+    /// The connector and address to reach an instance by: the first of its advertised transports (primary,
+    /// then alternates) this process speaks.
+    /// </summary>
+    /// <exception cref="IOException">The instance serves only transports this process cannot speak (not the instance's failure, but it is unreachable from here).</exception>
+    public (IClientConnector Connector, string Address) Select(InstanceRecord record)
+    {
+        if (TryConnector(record.Transport) is { } primary)
+        {
+            return (primary, record.Address);
+        }
+
+        foreach (var alt in record.Alternates)
+        {
+            if (TryConnector(alt.Transport) is { } connector)
+            {
+                return (connector, alt.Address);
+            }
+        }
+
+        var offered = string.Join(", ", new[] { record.Transport }.Concat(record.Alternates.Select(a => a.Transport)));
+        throw new IOException(record.Transport == TransportKinds.Quic || record.Alternates.Any(a => a.Transport == TransportKinds.Quic)
+            ? $"instance serves over {offered} only, and {TransportKinds.QuicUnsupportedReason}"
+            : $"instance advertises no transport this process speaks ({offered}); valid: {TransportKinds.Quic}, {TransportKinds.Tcp}");
+    }
+
+    /// <summary>The connector of one transport (benchmarks measure a transport without the router).</summary>
+    /// <exception cref="IOException">This process cannot speak <paramref name="transport"/>.</exception>
+    public IClientConnector ConnectorFor(string transport) =>
+        TryConnector(transport) ?? throw new IOException($"cannot connect over '{transport}': " + (transport == TransportKinds.Quic ? TransportKinds.QuicUnsupportedReason : "unknown transport"));
+
+    private IClientConnector? TryConnector(string transport) => transport switch
     {
         TransportKinds.Tcp => _tcp.Value,
-        TransportKinds.Quic => _quic.Value ?? throw new IOException("instance serves over quic, but " + TransportKinds.QuicUnavailableHint),
-        _ => throw new IOException($"instance advertises unknown transport '{transport}'; valid: {TransportKinds.Quic}, {TransportKinds.Tcp}"),
+        TransportKinds.Quic => _quic.Value,
+        _ => null,
     };
 
     public async ValueTask DisposeAsync()

@@ -48,11 +48,29 @@ public static class TransportKinds
         (OperatingSystem.IsLinux() || OperatingSystem.IsWindows() || OperatingSystem.IsMacOS())
         && System.Net.Quic.QuicListener.IsSupported && System.Net.Quic.QuicConnection.IsSupported;
 
-    /// <summary>The text logged when QUIC was wanted but is not available.</summary>
-    public const string QuicUnavailableHint =
-        "System.Net.Quic is not supported in this process (libmsquic 2.2+ not found); using TCP + TLS. "
-        + "Install libmsquic from packages.microsoft.com (package 'libmsquic') to enable QUIC.";
+    /// <summary>Why QUIC cannot be used here, and how to fix it (no claim about what happens instead).</summary>
+    public const string QuicUnsupportedReason =
+        "System.Net.Quic is not supported in this process (libmsquic 2.2+ not found); "
+        + "install libmsquic from packages.microsoft.com (package 'libmsquic') to enable QUIC";
+
+    /// <summary>The text logged when <c>auto</c> falls back to TCP.</summary>
+    public const string QuicUnavailableHint = QuicUnsupportedReason + "; using TCP + TLS";
+
+    /// <summary>Throws when <paramref name="kind"/> is <see cref="TransportKind.Quic"/> and QUIC is not supported here.</summary>
+    /// <exception cref="PlatformNotSupportedException">Names the setting and says how to get QUIC, or to use <c>tcp</c> / <c>auto</c>.</exception>
+    public static void EnsureSupported(TransportKind kind)
+    {
+        if (kind == TransportKind.Quic && !IsQuicSupported)
+        {
+            throw new PlatformNotSupportedException($"DYN_TRANSPORT=quic, but {QuicUnsupportedReason} (or set DYN_TRANSPORT=auto or tcp)");
+        }
+    }
 }
+
+/// <summary>Timers of QUIC connections (both ends).</summary>
+/// <param name="IdleTimeout">A connection with no packets for this long is closed (a dead peer's streams then fail).</param>
+/// <param name="KeepAliveInterval">How often an otherwise quiet connection sends a keep-alive.</param>
+internal readonly record struct QuicConnectionSettings(TimeSpan IdleTimeout, TimeSpan KeepAliveInterval);
 
 /// <summary>Accepts connections for one endpoint server.</summary>
 internal interface ITransportListener : IAsyncDisposable
@@ -76,8 +94,14 @@ internal interface IServerConnection : IAsyncDisposable
     /// <summary>Next request stream; null when the connection is finished.</summary>
     ValueTask<Stream?> AcceptStreamAsync(CancellationToken cancellationToken);
 
-    /// <summary>Resets a stream without an end frame (the peer sees a broken stream).</summary>
+    /// <summary>Resets a stream without an end frame (the peer sees a broken stream; unsent data may be lost).</summary>
     void Abort(Stream stream);
+
+    /// <summary>
+    /// Ends a response without an end frame, as a crash right after the last write would: everything written
+    /// so far is delivered first (QUIC: FIN, not RESET_STREAM), then the peer sees the stream end early.
+    /// </summary>
+    void Cut(Stream stream);
 
     /// <summary>The response on this stream is complete (QUIC: close our write side; TCP: nothing).</summary>
     void Complete(Stream stream);

@@ -71,7 +71,11 @@ internal sealed class ChildProcess : IAsyncDisposable
         return $"--- {Name} (pid {_process.Id}, {exit}) stdout ---\n{Stdout}\n--- {Name} stderr ---\n{Stderr}\n";
     }
 
-    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment)
+    /// <param name="name">Name for messages.</param>
+    /// <param name="dll">The program.</param>
+    /// <param name="environment">Variables added to the scrubbed environment.</param>
+    /// <param name="withoutQuic">Run it as on a machine without libmsquic (see <see cref="WithoutQuic"/>).</param>
+    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment, bool withoutQuic = false)
     {
         var psi = new ProcessStartInfo(DotnetHost())
         {
@@ -85,6 +89,11 @@ internal sealed class ChildProcess : IAsyncDisposable
             StandardErrorEncoding = Encoding.UTF8,
         };
         psi.ArgumentList.Add(dll);
+        if (withoutQuic)
+        {
+            WithoutQuic.Wrap(psi);
+        }
+
         foreach (var key in psi.Environment.Keys.ToList())
         {
             if (ScrubbedPrefixes.Any(p => key.StartsWith(p, StringComparison.OrdinalIgnoreCase)))
@@ -244,6 +253,83 @@ internal sealed class ChildProcess : IAsyncDisposable
         lock (_gate)
         {
             lines.Add(line);
+        }
+    }
+}
+
+/// <summary>
+/// Runs a child process as if libmsquic were not installed, on a machine where it is: the process gets a
+/// private mount namespace in which the library file is covered by <c>/dev/null</c>, so .NET's dlopen fails
+/// and <c>QuicConnection.IsSupported</c> is false. Needs root (or user namespaces) and <c>unshare</c>; tests
+/// skip with <see cref="SkipReason"/> when that is not possible. Where libmsquic is absent anyway, the
+/// process runs unchanged.
+/// </summary>
+internal static class WithoutQuic
+{
+    private static readonly Lazy<string?> LibraryPath = new(FindLibrary);
+    private static readonly Lazy<string?> Unsupported = new(Probe);
+
+    /// <summary>Why QUIC cannot be hidden here; null when it can (or when there is nothing to hide).</summary>
+    public static string? SkipReason => Unsupported.Value;
+
+    public static void Wrap(ProcessStartInfo psi)
+    {
+        if (LibraryPath.Value is not { } lib)
+        {
+            return;
+        }
+
+        var program = psi.FileName;
+        var args = psi.ArgumentList.ToList();
+        psi.FileName = "unshare";
+        psi.ArgumentList.Clear();
+        foreach (var a in new[] { "-m", "--propagation", "private", "sh", "-c", "mount --bind /dev/null \"$0\" && exec \"$@\"", lib, program })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+    }
+
+    private static string? FindLibrary()
+    {
+        foreach (var dir in new[] { "/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu" })
+        {
+            var candidate = Path.Combine(dir, "libmsquic.so.2");
+            if (File.Exists(candidate))
+            {
+                return new FileInfo(candidate).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? candidate;
+            }
+        }
+
+        return null;
+    }
+
+    private static string? Probe()
+    {
+        if (LibraryPath.Value is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            var psi = new ProcessStartInfo("unshare") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in new[] { "-m", "--propagation", "private", "sh", "-c", "mount --bind /dev/null \"$0\"", LibraryPath.Value })
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            using var p = Process.Start(psi)!;
+            p.WaitForExit(10_000);
+            return p.ExitCode == 0 ? null : $"cannot hide libmsquic from a child process here (unshare/mount failed: {p.StandardError.ReadToEnd().Trim()})";
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            return $"cannot hide libmsquic from a child process here ({ex.Message})";
         }
     }
 }

@@ -45,7 +45,7 @@ internal sealed partial class ExampleHarness : IAsyncDisposable
     };
 
     /// <summary>Starts a server process without waiting for it to become ready.</summary>
-    public ChildProcess LaunchServer(string name, string failureMode, IReadOnlyDictionary<string, string>? extra = null)
+    public ChildProcess LaunchServer(string name, string failureMode, IReadOnlyDictionary<string, string>? extra = null, bool withoutQuic = false)
     {
         var env = BaseEnvironment();
         env["SERVER_NAME"] = name;
@@ -55,7 +55,7 @@ internal sealed partial class ExampleHarness : IAsyncDisposable
             env[k] = v;
         }
 
-        var p = ChildProcess.Start(name, ServerDll, env);
+        var p = ChildProcess.Start(name, ServerDll, env, withoutQuic);
         _processes.Add(p);
         return p;
     }
@@ -75,7 +75,7 @@ internal sealed partial class ExampleHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a client process (it runs one request and exits).</summary>
-    public ChildProcess LaunchClient(IReadOnlyDictionary<string, string>? extra = null)
+    public ChildProcess LaunchClient(IReadOnlyDictionary<string, string>? extra = null, bool withoutQuic = false)
     {
         var env = BaseEnvironment();
         env["CLIENT_WAIT_SECS"] = "10";
@@ -84,15 +84,15 @@ internal sealed partial class ExampleHarness : IAsyncDisposable
             env[k] = v;
         }
 
-        var p = ChildProcess.Start($"client{++_clients}", ClientDll, env);
+        var p = ChildProcess.Start($"client{++_clients}", ClientDll, env, withoutQuic);
         _processes.Add(p);
         return p;
     }
 
     /// <summary>Runs a client to completion.</summary>
-    public async Task<ChildProcess> RunClientAsync(IReadOnlyDictionary<string, string>? extra = null, int timeoutSeconds = 30)
+    public async Task<ChildProcess> RunClientAsync(IReadOnlyDictionary<string, string>? extra = null, int timeoutSeconds = 30, bool withoutQuic = false)
     {
-        var p = LaunchClient(extra);
+        var p = LaunchClient(extra, withoutQuic);
         await p.WaitForExitAsync(TimeSpan.FromSeconds(timeoutSeconds));
         return p;
     }

@@ -27,7 +27,28 @@ public sealed class OptionsTests
         var r = new RouterOptions().ApplyEnvironment(Env());
         r.InhibitDuration.ShouldBe(TimeSpan.FromSeconds(5));
         r.MaxAttempts.ShouldBe(3);
-        r.Mode.ShouldBe(RouterMode.RoundRobin);
+        r.LoadBalancingPolicy.ShouldBe("RoundRobin");
+        r.FirstItemTimeout.ShouldBeNull();
+        o.QuicIdleTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+        o.EffectiveQuicKeepAlive.ShouldBe(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void Router_and_quic_environment_values_are_applied_and_checked()
+    {
+        var r = new RouterOptions().ApplyEnvironment(Env(("DYN_LB_POLICY", "least_connections"), ("DYN_FIRST_ITEM_TIMEOUT_SECS", "2.5")));
+        r.LoadBalancingPolicy.ShouldBe("least_connections");
+        r.FirstItemTimeout.ShouldBe(TimeSpan.FromSeconds(2.5));
+        new RouterOptions().ApplyEnvironment(Env(("DYN_FIRST_ITEM_TIMEOUT_SECS", "0"))).FirstItemTimeout.ShouldBeNull();
+        Should.Throw<ArgumentException>(() => new RouterOptions().ApplyEnvironment(Env(("DYN_FIRST_ITEM_TIMEOUT_SECS", "soon")))).Message.ShouldContain("DYN_FIRST_ITEM_TIMEOUT_SECS='soon'");
+
+        var o = new RuntimeOptions().ApplyEnvironment(Env(("DYN_QUIC_IDLE_TIMEOUT_SECS", "12"), ("DYN_QUIC_KEEPALIVE_SECS", "2")));
+        o.QuicIdleTimeout.ShouldBe(TimeSpan.FromSeconds(12));
+        o.EffectiveQuicKeepAlive.ShouldBe(TimeSpan.FromSeconds(2));
+        Should.Throw<ArgumentOutOfRangeException>(() => new RuntimeOptions { QuicIdleTimeout = TimeSpan.FromSeconds(5), QuicKeepAliveInterval = TimeSpan.FromSeconds(5) }.Validate())
+            .Message.ShouldContain("DYN_QUIC_KEEPALIVE_SECS");
+        Should.Throw<ArgumentOutOfRangeException>(() => new RuntimeOptions { QuicIdleTimeout = TimeSpan.FromMilliseconds(200) }.Validate())
+            .Message.ShouldContain("DYN_QUIC_IDLE_TIMEOUT_SECS");
     }
 
     [Fact]

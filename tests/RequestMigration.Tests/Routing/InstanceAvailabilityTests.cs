@@ -36,29 +36,76 @@ public sealed class InstanceAvailabilityTests : IDisposable
     }
 
     [Fact]
-    public void Inhibited_instance_returns_after_one_interval_and_not_before()
+    public void Inhibited_instance_returns_after_its_duration_and_not_before()
     {
         _time.Advance(TimeSpan.FromSeconds(1));
         _view.ReportInstanceDown(2);
-        _time.Advance(TimeSpan.FromSeconds(3.9));
+        _time.Advance(TimeSpan.FromSeconds(4.9));
         Ids(_view.Available).ShouldBe([1UL, 3UL]);
         _time.Advance(TimeSpan.FromSeconds(0.1));
         Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL]);
     }
 
     [Fact]
-    public void A_discovery_change_reconciles_at_once_and_restarts_the_interval()
+    public void A_discovery_change_does_not_bring_an_inhibited_instance_back_early()
     {
         _view.ReportInstanceDown(2);
         _time.Advance(TimeSpan.FromSeconds(2));
         _view.Apply(Up(4));
-        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL, 4UL]);
-
-        _view.ReportInstanceDown(3);
-        _time.Advance(TimeSpan.FromSeconds(4.5)); // 6.5 s after start: the old schedule would have fired at 5 s and 10 s
+        _view.Apply(new InstanceChange(InstanceChangeKind.Removed, 3, null));
+        _view.Apply(Up(1)); // a refreshed record of another instance
+        Ids(_view.Available).ShouldBe([1UL, 4UL]);
+        Ids(_view.Source).ShouldBe([1UL, 2UL, 4UL]);
+        _time.Advance(TimeSpan.FromSeconds(3));
         Ids(_view.Available).ShouldBe([1UL, 2UL, 4UL]);
-        _time.Advance(TimeSpan.FromSeconds(0.5));
-        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL, 4UL]);
+    }
+
+    [Fact]
+    public void Each_instance_returns_on_its_own_deadline()
+    {
+        _view.ReportInstanceDown(1);
+        _time.Advance(TimeSpan.FromSeconds(2));
+        _view.ReportInstanceDown(2);
+        _time.Advance(TimeSpan.FromSeconds(3));
+        Ids(_view.Available).ShouldBe([1UL, 3UL], "1 is back after 5 s; 2's own deadline is 2 s later");
+        _time.Advance(TimeSpan.FromSeconds(1.9));
+        Ids(_view.Available).ShouldBe([1UL, 3UL]);
+        _time.Advance(TimeSpan.FromSeconds(0.1));
+        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL]);
+    }
+
+    [Fact]
+    public void Reporting_an_instance_again_after_it_returned_starts_a_new_full_duration()
+    {
+        _view.ReportInstanceDown(2);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _view.ReportInstanceDown(2).ShouldBeTrue();
+        _time.Advance(TimeSpan.FromSeconds(4.9));
+        Ids(_view.Available).ShouldBe([1UL, 3UL]);
+        _time.Advance(TimeSpan.FromSeconds(0.1));
+        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL]);
+    }
+
+    [Fact]
+    public void The_same_id_at_a_new_address_is_a_new_incarnation_and_not_inhibited()
+    {
+        _view.ReportInstanceDown(2);
+        _view.Apply(new InstanceChange(InstanceChangeKind.Upserted, 2, Up(2).Record! with { Address = "127.0.0.1:9999" }));
+        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL]);
+    }
+
+    [Fact]
+    public void A_restarted_watch_drops_instances_that_left_while_it_was_down()
+    {
+        _view.ReportInstanceDown(3);
+        _view.BeginResync();
+        _view.Apply(Up(1));
+        _view.Apply(Up(3));
+        _view.Apply(Up(5));
+        Ids(_view.Source).ShouldBe([1UL, 2UL, 3UL, 5UL], "until the snapshot is complete, nothing is dropped");
+        _view.Apply(new InstanceChange(InstanceChangeKind.Synced, 0, null));
+        Ids(_view.Source).ShouldBe([1UL, 3UL, 5UL]);
+        Ids(_view.Available).ShouldBe([1UL, 5UL], "3 is still inhibited across the resync");
     }
 
     [Fact]
@@ -69,6 +116,8 @@ public sealed class InstanceAvailabilityTests : IDisposable
         _time.Advance(TimeSpan.FromSeconds(10));
         Ids(_view.Available).ShouldBe([1UL, 3UL]);
         Ids(_view.Source).ShouldBe([1UL, 3UL]);
+        _view.Apply(Up(2));
+        Ids(_view.Available).ShouldBe([1UL, 2UL, 3UL], "a returning instance starts with a clean slate");
     }
 
     [Fact]

@@ -43,14 +43,30 @@ public sealed class TlsValidationTests : IAsyncLifetime
         var router = runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint), new RouterOptions { MaxAttempts = 1 });
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
         var items = new List<Annotated<string>>();
-        await Should.ThrowAsync<AttemptsExhaustedException>(async () =>
+        var ex = await Should.ThrowAsync<LocalConfigurationException>(async () =>
         {
             await foreach (var i in router.GenerateAsync("x", Ct))
             {
                 items.Add(i);
             }
         });
-        items.ShouldHaveSingleItem().Comment!.ShouldContain("cannot reach instance");
+
+        // Our trust settings are at fault, not the instance: it stays in rotation and the error says where to look.
+        ex.InnerException.ShouldBeAssignableTo<System.Security.Authentication.AuthenticationException>();
+        ex.Message.ShouldContain("DYN_TLS_CA_FILE");
+        items.ShouldBeEmpty();
+        router.Instances.Available.Count.ShouldBe(1);
+        _cluster.Logs.Contains("Reporting instance").ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task A_missing_CA_file_fails_when_the_router_is_created_and_names_the_file()
+    {
+        await _cluster.StartServerAsync<string, string>(Echo);
+        var runtime = _cluster.Runtime(o => o.Tls.CaCertificateFile = "/nonexistent/ca.pem");
+        var ex = Should.Throw<FileNotFoundException>(() => runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint)));
+        ex.Message.ShouldContain("/nonexistent/ca.pem");
+        ex.Message.ShouldContain("DYN_TLS_CA_FILE");
     }
 
     [Fact]

@@ -173,7 +173,8 @@ public abstract class TransportConformanceTests : IAsyncLifetime
             $"unknown endpoint 'test/backend/other' on instance {server.InstanceId:x}",
             "no instances found for endpoint test/backend/other",
             "no instances found for endpoint test/backend/other"]);
-        ex.ShouldBeOfType<AttemptsExhaustedException>().Message.ShouldBe("Failed after 3 attempts: no instances found for endpoint test/backend/other");
+        ex.ShouldBeOfType<AttemptsExhaustedException>().Message.ShouldBe(
+            $"Failed after 3 attempts: no instances found for endpoint test/backend/other; last error: unknown endpoint 'test/backend/other' on instance {server.InstanceId:x}");
     }
 
     [Fact]

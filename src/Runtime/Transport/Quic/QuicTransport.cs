@@ -19,14 +19,8 @@ internal static class QuicErrors
     /// <summary>Connection closed because the process is shutting down.</summary>
     public const long Shutdown = 0x11;
 
-    /// <summary>
-    /// A peer killed without closing (kill -9, lost host) sends nothing more: keep-alives every second and
-    /// a 5 s idle timeout make its connection fail, and the router fail over, within seconds.
-    /// </summary>
-    public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(5);
-
-    /// <summary>See <see cref="IdleTimeout"/>.</summary>
-    public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(1);
+    /// <summary>A response cut on purpose after its last item (the read side is stopped, the write side finished).</summary>
+    public const long StreamCut = 0x12;
 }
 
 /// <summary>QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams.</summary>
@@ -47,7 +41,7 @@ internal sealed partial class QuicTransportListener : ITransportListener
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, ILogger logger, CancellationToken cancellationToken)
+    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, QuicConnectionSettings settings, ILogger logger, CancellationToken cancellationToken)
     {
         var serverAuth = tls.ServerOptions();
         var listener = await QuicListener.ListenAsync(
@@ -63,8 +57,8 @@ internal sealed partial class QuicTransportListener : ITransportListener
                     ServerAuthenticationOptions = serverAuth,
                     MaxInboundBidirectionalStreams = 10_000,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = QuicErrors.IdleTimeout,
-                    KeepAliveInterval = QuicErrors.KeepAliveInterval,
+                    IdleTimeout = settings.IdleTimeout,
+                    KeepAliveInterval = settings.KeepAliveInterval,
                 }),
             },
             cancellationToken).ConfigureAwait(false);
@@ -127,6 +121,18 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection)
         }
     }
 
+    public void Cut(Stream stream)
+    {
+        if (stream is QuicStream q)
+        {
+            // FIN, not RESET_STREAM: a reset would discard items already written but not yet acknowledged.
+            // The client reads them all, then an end of stream without an End frame. Stopping our read side
+            // ends the session's pending read; it sends STOP_SENDING and leaves the write side alone.
+            q.CompleteWrites();
+            q.Abort(QuicAbortDirection.Read, QuicErrors.StreamCut);
+        }
+    }
+
     public void Complete(Stream stream)
     {
         if (stream is QuicStream q)
@@ -157,15 +163,19 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection)
 
 /// <summary>
 /// Client side of QUIC: one connection per address, reused for every request; one bidirectional stream per
-/// request. A connection that has failed is replaced on the next request.
+/// request. A connection that failed to connect or has died is evicted (and disposed), and the next request
+/// dials again; a connect that times out fails like TCP's, with an <see cref="IOException"/>.
 /// </summary>
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
-internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout) : IClientConnector
+internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, QuicConnectionSettings settings) : IClientConnector
 {
+    // Invariant: a cached task is either still connecting or completed successfully; any other ending
+    // evicts it (Evict), so a failed or timed-out connect never poisons later requests to that address.
     private readonly ConcurrentDictionary<string, Lazy<Task<QuicConnection>>> _connections = new(StringComparer.Ordinal);
     private long _nextStream;
+    private volatile bool _disposed;
 
     public string Name => TransportKinds.Quic;
 
@@ -173,62 +183,107 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
     {
         for (var attempt = 0; ; attempt++)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             var lazy = _connections.GetOrAdd(address, a => new Lazy<Task<QuicConnection>>(() => ConnectAsync(a)));
+            var connecting = lazy.Value;
+            QuicConnection conn;
             try
             {
-                var conn = await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
+                conn = await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch when (connecting.IsCompleted)
+            {
+                // The connect itself failed (refused, unreachable, timed out, handshake failed). A caller that
+                // merely gave up waiting leaves a connect others may still be waiting for alone.
+                Evict(address, lazy);
+                throw;
+            }
+
+            try
+            {
                 var stream = await conn.OpenOutboundStreamAsync(QuicStreamType.Bidirectional, cancellationToken).ConfigureAwait(false);
                 return new QuicClientStream($"{address}#{Interlocked.Increment(ref _nextStream)}", stream, maxFrameSize);
             }
-            catch (Exception ex) when (ex is QuicException or ObjectDisposedException && attempt == 0)
+            catch (Exception ex) when (ex is QuicException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
             {
                 // The cached connection died (peer restarted, idle timeout): forget it and dial once more.
-                _connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy));
-            }
-            catch
-            {
-                // Forget the cached connection only if connecting failed; a caller that merely gave up
-                // waiting must not orphan a connection others are using.
-                if (lazy.IsValueCreated && lazy.Value.IsFaulted)
+                Evict(address, lazy);
+                if (attempt > 0)
                 {
-                    _connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy));
+                    throw;
                 }
-
-                throw;
             }
         }
     }
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var lazy in _connections.Values)
+        _disposed = true;
+        foreach (var (address, lazy) in _connections)
         {
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)) && lazy.IsValueCreated)
             {
-                await lazy.Value.Result.DisposeAsync().ConfigureAwait(false);
+                await DisposeWhenDoneAsync(lazy.Value).ConfigureAwait(false);
             }
         }
+    }
 
-        _connections.Clear();
+    private void Evict(string address, Lazy<Task<QuicConnection>> lazy)
+    {
+        if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)))
+        {
+            _ = DisposeWhenDoneAsync(lazy.Value);
+        }
+    }
+
+    private static async Task DisposeWhenDoneAsync(Task<QuicConnection> connecting)
+    {
+        QuicConnection conn;
+        try
+        {
+            conn = await connecting.ConfigureAwait(false);
+        }
+        catch
+        {
+            return;
+        }
+
+        try
+        {
+            await conn.CloseAsync(QuicErrors.Shutdown).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is QuicException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+
+        await conn.DisposeAsync().ConfigureAwait(false);
     }
 
     private async Task<QuicConnection> ConnectAsync(string address)
     {
-        var endpoint = await Addresses.ResolveAsync(address, CancellationToken.None).ConfigureAwait(false);
         using var timeout = new CancellationTokenSource(connectTimeout);
-        return await QuicConnection.ConnectAsync(
-            new QuicClientConnectionOptions
-            {
-                RemoteEndPoint = endpoint,
-                DefaultStreamErrorCode = QuicErrors.StreamAborted,
-                DefaultCloseErrorCode = QuicErrors.Shutdown,
-                ClientAuthenticationOptions = tls.ClientOptions(Addresses.Split(address).Host),
-                MaxInboundBidirectionalStreams = 0,
-                MaxInboundUnidirectionalStreams = 0,
-                IdleTimeout = QuicErrors.IdleTimeout,
-                KeepAliveInterval = QuicErrors.KeepAliveInterval,
-            },
-            timeout.Token).ConfigureAwait(false);
+        try
+        {
+            var endpoint = await Addresses.ResolveAsync(address, timeout.Token).ConfigureAwait(false);
+            return await QuicConnection.ConnectAsync(
+                new QuicClientConnectionOptions
+                {
+                    RemoteEndPoint = endpoint,
+                    DefaultStreamErrorCode = QuicErrors.StreamAborted,
+                    DefaultCloseErrorCode = QuicErrors.Shutdown,
+                    ClientAuthenticationOptions = tls.ClientOptions(Addresses.Split(address).Host),
+                    MaxInboundBidirectionalStreams = 0,
+                    MaxInboundUnidirectionalStreams = 0,
+                    IdleTimeout = settings.IdleTimeout,
+                    KeepAliveInterval = settings.KeepAliveInterval,
+                },
+                timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            // Our own timeout ends the task Canceled, which callers would read as "the caller cancelled".
+            throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+        }
     }
 
     private sealed class QuicClientStream(string id, QuicStream stream, int maxFrameSize) : ClientStream

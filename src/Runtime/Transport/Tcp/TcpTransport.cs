@@ -137,6 +137,9 @@ internal sealed class TcpServerConnection(string id, string remote, Socket socke
     public ValueTask<Stream?> AcceptStreamAsync(CancellationToken cancellationToken) =>
         ValueTask.FromResult<Stream?>(Interlocked.Exchange(ref _handedOut, 1) == 0 ? stream : null);
 
+    // TCP's close is already a FIN after everything written: a cut and a reset look the same here.
+    public void Cut(Stream s) => Abort(s);
+
     public void Abort(Stream s)
     {
         // Close without an end frame. A FIN rather than an RST: an RST may make the peer's kernel drop

@@ -1,0 +1,173 @@
+using RequestMigration.Health;
+using RequestMigration.Transport;
+using RequestMigration.Wire;
+
+namespace RequestMigration.Routing;
+
+/// <summary>
+/// One attempt of a request on one instance. It owns its transport stream and the instance's in-flight
+/// count from <see cref="StartAsync"/> until it is disposed, and reports how it ended as an
+/// <see cref="AttemptOutcome"/> instead of throwing: only the consumer's cancellation escapes as an exception.
+/// </summary>
+/// <remarks>
+/// Use: <see cref="StartAsync"/> (connect and send); while it and then <see cref="ReadAsync"/> return null,
+/// <see cref="Current"/> holds the next item; dispose. The stream goes back to its pool only if the response
+/// ended with its end or error frame; anything else (including a consumer that stops early) resets it,
+/// which cancels the handler.
+/// </remarks>
+internal sealed class RequestAttempt<TResponse> : IAsyncDisposable
+{
+    private readonly RequestMigrationRuntime _runtime;
+    private readonly InstanceState _instance;
+    private readonly TimeSpan? _firstItemTimeout;
+    private ClientStream? _stream;
+    private bool _acquired;
+    private bool _clean;
+    private bool _sendFailed;
+
+    public RequestAttempt(RequestMigrationRuntime runtime, InstanceState instance, TimeSpan? firstItemTimeout)
+    {
+        _runtime = runtime;
+        _instance = instance;
+        _firstItemTimeout = firstItemTimeout;
+    }
+
+    public InstanceState Instance => _instance;
+
+    /// <summary>The item read by the last <see cref="ReadAsync"/> that returned null.</summary>
+    public TResponse Current { get; private set; } = default!;
+
+    /// <summary>Frames of the response read so far.</summary>
+    public int FramesSeen { get; private set; }
+
+    /// <summary>Data items delivered by this attempt.</summary>
+    public long ItemsRead { get; private set; }
+
+    /// <summary>Connects and sends the request. Null when the request went out (read next); otherwise how the attempt ended.</summary>
+    /// <exception cref="ArgumentException">The request exceeds the maximum frame size (the caller's mistake, not retried).</exception>
+    public async ValueTask<AttemptOutcome?> StartAsync(RequestHeader header, PooledBufferWriter payload, CancellationToken cancellationToken)
+    {
+        var record = _instance.Record;
+        _instance.Acquire();
+        _acquired = true;
+        try
+        {
+            var (connector, address) = _runtime.Transports.Select(record);
+            _stream = await connector.OpenAsync(address, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && AttemptClassifier.IsAttemptFailure(ex))
+        {
+            return AttemptClassifier.ConnectFailed(ex, record.InstanceId, record.Address);
+        }
+
+        try
+        {
+            var output = _stream.Writer.BeginFrame(FrameType.Request);
+            header.Write(output);
+            payload.WrittenMemory.Span.CopyTo(output.GetSpan(payload.WrittenCount));
+            output.Advance(payload.WrittenCount);
+            _stream.Writer.EndFrame();
+            await _stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
+        {
+            throw new ArgumentException($"request to {header.EndpointPath} is too large: {ex.Message}", "request", ex);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && TransportErrors.IsBroken(ex))
+        {
+            // The server may have rejected the request and closed before we finished writing (a frame over
+            // its limit, say): read on, its error frame is likely waiting.
+            _sendFailed = true;
+        }
+
+        return null;
+    }
+
+    /// <summary>Reads the next frame. Null when <see cref="Current"/> holds a new item; otherwise how the attempt ended.</summary>
+    public async ValueTask<AttemptOutcome?> ReadAsync(CancellationToken cancellationToken)
+    {
+        var stream = _stream!;
+        bool got;
+        try
+        {
+            got = FramesSeen == 0 && _firstItemTimeout is { } limit
+                ? await ReadFirstAsync(stream, limit, cancellationToken).ConfigureAwait(false)
+                : await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException) when (_firstItemTimeout is { } limit && !cancellationToken.IsCancellationRequested)
+        {
+            return AttemptClassifier.TimedOut(limit);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && (ex is ProtocolException || AttemptClassifier.IsAttemptFailure(ex)))
+        {
+            return AttemptClassifier.ReceiveFailed(ex, stream.Reused, FramesSeen);
+        }
+
+        if (!got)
+        {
+            return AttemptClassifier.EndedEarly(stream.Reused, FramesSeen);
+        }
+
+        FramesSeen++;
+        switch (stream.Reader.Type)
+        {
+            case FrameType.Data:
+                try
+                {
+                    Current = _runtime.Serializer.Deserialize<TResponse>(stream.Reader.Payload);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    return AttemptClassifier.UndecodableItem(_instance.InstanceId, ex);
+                }
+
+                ItemsRead++;
+                return null;
+            case FrameType.End:
+                _clean = true;
+                return AttemptOutcome.Completed;
+            case FrameType.Error:
+                _clean = true;
+                var (code, message) = stream.Reader.ReadError();
+                return AttemptClassifier.ErrorFrame(code, message, FramesSeen);
+            default:
+                return AttemptClassifier.UnexpectedFrame(stream.Reader.Type);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stream is { } stream)
+        {
+            _stream = null;
+            if (_clean && !_sendFailed)
+            {
+                await stream.ReleaseAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        if (_acquired)
+        {
+            _acquired = false;
+            _instance.Release();
+        }
+    }
+
+    private async ValueTask<bool> ReadFirstAsync(ClientStream stream, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(limit, _runtime.Time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return await stream.Reader.ReadAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Serving;
+using RequestMigration.Tests.Infrastructure;
+using RequestMigration.Transport;
+using Shouldly;
+using Xunit;
+
+namespace RequestMigration.Tests.Transport;
+
+/// <summary>QUIC-specific faults on real sockets; skipped with the reason where libmsquic is absent.</summary>
+public sealed class QuicFaultTests : IAsyncLifetime
+{
+    private readonly TestCluster _cluster = new(TransportKind.Quic);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync()
+    {
+        Assert.SkipUnless(TransportKinds.IsQuicSupported, "QUIC skipped: System.Net.Quic reports QuicConnection.IsSupported = false here (libmsquic 2.2+ is not installed).");
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _cluster.DisposeAsync();
+
+    [Fact]
+    public async Task A_connect_that_timed_out_does_not_poison_later_requests_to_that_address()
+    {
+        // A UDP port that swallows everything: the handshake gets no answer (no ICMP either) and times out.
+        var blackHole = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)blackHole.Client.LocalEndPoint!).Port;
+        var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+        var connector = runtime.Transports.ConnectorFor(TransportKinds.Quic);
+
+        var ex = await Should.ThrowAsync<IOException>(async () => await connector.OpenAsync($"127.0.0.1:{port}", Ct));
+        ex.Message.ShouldBe($"connect to 127.0.0.1:{port} timed out after 1 s");
+
+        // The address comes alive: the next request must dial again, not fail at once from a cached task.
+        blackHole.Dispose();
+        await _cluster.StartServerAsync<string, string>(Echo, configure: o => o.ListenPort = port);
+        await using var stream = await connector.OpenAsync($"127.0.0.1:{port}", Ct);
+        stream.ConnectionId.ShouldStartWith($"127.0.0.1:{port}#");
+    }
+
+    [Fact]
+    public async Task An_eight_second_network_blip_does_not_drop_a_stream()
+    {
+        var resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = await _cluster.StartServerAsync<string, string>((_, ctx) => TwoHalves(resume.Task, ctx));
+        await using var relay = new UdpRelay(int.Parse(server.Address.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture));
+
+        // The same instance once more, reached through the relay.
+        await new InstanceRegistry(_cluster.Store).PutAsync(new InstanceRecord
+        {
+            InstanceId = 0x5eed, Namespace = "test", Component = "backend", Endpoint = "generate",
+            Transport = TransportKinds.Quic, Address = $"127.0.0.1:{relay.Port}",
+        }, 0, Ct);
+        var router = await _cluster.RouterAsync<string, string>(2);
+
+        var received = new List<string>();
+        await foreach (var item in router.DirectAsync("x", 0x5eed, Ct))
+        {
+            item.IsError.ShouldBeFalse(item.Comment);
+            received.Add(item.Data!);
+            if (received.Count == 1)
+            {
+                relay.Paused = true;
+                await Task.Delay(TimeSpan.FromSeconds(8), Ct);
+                relay.Paused = false;
+                resume.SetResult();
+            }
+        }
+
+        received.ShouldBe(["first", "second"]);
+    }
+
+    private static async IAsyncEnumerable<string> TwoHalves(Task resume, RequestContext ctx, [EnumeratorCancellation] CancellationToken unused = default)
+    {
+        yield return "first";
+        await resume.WaitAsync(ctx.CancellationToken);
+        yield return "second";
+    }
+
+#pragma warning disable CS1998
+    private static async IAsyncEnumerable<string> Echo(string s, RequestContext ctx)
+    {
+        yield return s;
+    }
+#pragma warning restore CS1998
+}
