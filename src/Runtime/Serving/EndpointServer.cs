@@ -95,7 +95,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Transport = kind == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
         _acceptLoop = AcceptLoopAsync(_listener);
 
-        _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
+        _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, options.Discovery.StartupTimeout, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
         InstanceId = _registrar.InstanceId;
         foreach (var invoker in _endpoints.Values)
         {

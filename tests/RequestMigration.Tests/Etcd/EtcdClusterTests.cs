@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using RequestMigration.Discovery;
 using RequestMigration.Discovery.Etcd;
 using RequestMigration.Discovery.Instances;
@@ -109,6 +110,37 @@ public sealed class EtcdClusterTests : IAsyncLifetime
         routerSawLate.Value.ShouldBeLessThan(TimeSpan.FromSeconds(8));
         router.Instances.Source.Select(r => r.InstanceId).Order().ShouldBe([.. serverIds.Append(late.InstanceId).Order()]);
         TestContext.Current.TestOutputHelper?.WriteLine($"router saw the new server {routerSawLate.Value.TotalSeconds:0.0} s after the cut");
+    }
+
+    [Fact]
+    public async Task A_server_started_while_etcd_has_no_quorum_waits_for_it_and_registers()
+    {
+        // Two of three members down: the survivor is up but has no quorum (and soon no leader).
+        var survivor = 0;
+        await Cluster.Members[1].StopAsync();
+        await Cluster.Members[2].StopAsync();
+        (await EventuallyAsync(async () => !await Cluster.HasLeaderAsync(survivor), TimeSpan.FromSeconds(10))).ShouldBeTrue("the survivor kept a leader");
+
+        var logger = new CapturingLogger<InstanceRegistrar>();
+        var store = Own(new EtcdKeyValueStore(Cluster.Options()));
+        var sw = Stopwatch.StartNew();
+        var starting = InstanceRegistrar.StartAsync(new InstanceRegistry(store), Ttl, logger: logger);
+
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        starting.IsCompleted.ShouldBeFalse($"start-up gave up while etcd had no quorum: {(starting.IsFaulted ? starting.Exception!.InnerException!.Message : "completed")}");
+
+        Cluster.Members[1].Launch();
+        Cluster.Members[2].Launch();
+        var registrar = Own(await starting.WaitAsync(TimeSpan.FromSeconds(25)));
+        var waited = sw.Elapsed;
+        var endpoint = NewEndpoint();
+        await registrar.RegisterAsync(Record(endpoint, registrar.InstanceId));
+        (await new InstanceRegistry(store).ListAsync(endpoint)).Single().InstanceId.ShouldBe(registrar.InstanceId);
+
+        var warnings = logger.Entries().Where(e => e.Level >= LogLevel.Warning).ToList();
+        warnings.Count.ShouldBe(1, string.Join('\n', warnings.Select(w => w.Message)));
+        warnings[0].Message.ShouldContain($"127.0.0.1:{Cluster.Members[survivor].ClientPort}");
+        TestContext.Current.TestOutputHelper?.WriteLine($"registered {waited.TotalSeconds:0.0} s after start; log: {string.Join(" | ", logger.Entries().Select(e => e.Message))}");
     }
 
     // Starting at the first listed member (the victim), not at a random one: the case that used to go wrong.
