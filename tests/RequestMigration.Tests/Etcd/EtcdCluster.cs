@@ -158,14 +158,28 @@ internal sealed class EtcdCluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Every member is killed and its data deleted even if a step for another one fails.
+        var errors = new List<Exception>();
         foreach (var m in Members)
         {
-            await m.StopAsync();
-            await m.Relay.DisposeAsync();
-            m.DeleteDataDir();
+            foreach (var step in new Func<Task>[] { m.StopAsync, async () => await m.Relay.DisposeAsync(), () => Task.Run(m.DeleteDataDir) })
+            {
+                try
+                {
+                    await step();
+                }
+                catch (Exception ex)
+                {
+                    errors.Add(ex);
+                }
+            }
         }
 
         _http.Dispose();
+        if (errors.Count > 0)
+        {
+            throw new AggregateException("stopping the etcd cluster", errors);
+        }
     }
 
     /// <summary>One member: its process, ports, relay and data directory.</summary>
