@@ -3,6 +3,8 @@
 # Idempotent: installs Debian's etcd-server only when etcd is not on PATH, then makes sure no system etcd
 # service is left running on the default ports, and prints the version.
 set -euo pipefail
+# Whatever fails, the last line says what (scripts/test.sh reports it with the etcd tests).
+trap 'code=$?; echo "error: ensure-etcd.sh: \"$BASH_COMMAND\" failed with exit code $code" >&2' ERR
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=()

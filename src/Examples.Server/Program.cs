@@ -3,9 +3,12 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using RequestMigration;
+using RequestMigration.Discovery;
 using RequestMigration.Hosting;
 using RequestMigration.Serving;
 using Serilog;
+using Serilog.Events;
+using Serilog.Filters;
 
 // The request-migration example server: serves demo/backend/generate, optionally failing on purpose.
 var serverName = Environment.GetEnvironmentVariable("SERVER_NAME") is { Length: > 0 } n ? n : "server";
@@ -29,11 +32,13 @@ if (Environment.GetEnvironmentVariable("ITEM_DELAY_MS") is { Length: > 0 } delay
 
 // Check the runtime's environment up front: a bad value is one clear line and exit code 2, not a
 // host start-up failure with a stack trace.
+StoreKind store;
 try
 {
     var runtimeOptions = new RuntimeOptions().ApplyEnvironment();
     runtimeOptions.Validate();
     RequestMigration.Transport.TransportKinds.EnsureSupported(runtimeOptions.Transport);
+    store = runtimeOptions.Discovery.Store;
     new RequestMigration.Routing.RouterOptions().ApplyEnvironment().Validate();
 }
 catch (Exception ex) when (ex is ArgumentException or PlatformNotSupportedException)
@@ -47,6 +52,8 @@ builder.Services.AddSerilog((_, lc) => lc
     .ReadFrom.Configuration(builder.Configuration)
     .Enrich.FromLogContext()
     .Enrich.WithProperty("server.name", serverName)
+    // An unavailable store at start-up is reported below as one line; the host's own report of it carries a stack trace.
+    .Filter.ByExcluding(e => e.Level == LogEventLevel.Error && e.Exception is StoreUnavailableException && Matching.FromSource("Microsoft.Extensions.Hosting")(e))
     .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}"));
 builder.Services.AddRequestMigration(builder.Configuration);
 builder.Services.AddSingleton(sp => new GenerateHandler(serverName, mode, itemDelay, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<GenerateHandler>>()));
@@ -67,6 +74,18 @@ catch (Exception ex) when (ex is ArgumentException or Microsoft.Extensions.Optio
     // Configuration problems: one clear line, no stack trace.
     Console.Error.WriteLine($"error: {ex.Message}");
     return 2;
+}
+catch (StoreUnavailableException ex)
+{
+    // The discovery store stayed unavailable for the whole start-up timeout: say where and what to do, no stack trace.
+    var hint = store switch
+    {
+        StoreKind.Etcd => "Start etcd there, or point ETCD_ENDPOINTS at a running etcd (DYN_STORE_KV=file needs no etcd).",
+        StoreKind.File => "Check that DYN_FILE_KV names a directory this user can write.",
+        _ => string.Empty,
+    };
+    Console.Error.WriteLine($"error: cannot register with the discovery store: {ex.Message}. {hint}".TrimEnd());
+    return 1;
 }
 catch (Exception ex)
 {

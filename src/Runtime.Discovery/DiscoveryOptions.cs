@@ -1,3 +1,4 @@
+using System.Globalization;
 using RequestMigration.Discovery.Etcd;
 using RequestMigration.Discovery.File;
 
@@ -9,11 +10,25 @@ public sealed class DiscoveryOptions
     /// <summary>Environment variable selecting the backend.</summary>
     public const string StoreEnvironmentVariable = "DYN_STORE_KV";
 
+    /// <summary>Environment variable with <see cref="StartupTimeout"/> in seconds.</summary>
+    public const string StartupTimeoutEnvironmentVariable = "DYN_STORE_STARTUP_TIMEOUT_SECS";
+
+    /// <summary>Default of <see cref="StartupTimeout"/>: 30 s.</summary>
+    public static readonly TimeSpan DefaultStartupTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>The backend (<c>DYN_STORE_KV</c>); default <see cref="StoreKind.File"/>.</summary>
     public StoreKind Store { get; set; } = StoreKind.File;
 
     /// <summary>TTL of each process's primary lease; a dead process disappears about this long after it died. Default 10 s.</summary>
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a starting server keeps trying to register when the store is unavailable (etcd down, unreachable
+    /// or without quorum) before it gives up with an error naming the store (<c>DYN_STORE_STARTUP_TIMEOUT_SECS</c>).
+    /// It retries with backoff (0.25 s doubling to 4 s) and logs one warning while it waits. Default 30 s; zero
+    /// makes a single attempt.
+    /// </summary>
+    public TimeSpan StartupTimeout { get; set; } = DefaultStartupTimeout;
 
     /// <summary>Options of the file backend.</summary>
     public FileStoreOptions File { get; set; } = new();
@@ -22,8 +37,8 @@ public sealed class DiscoveryOptions
     public EtcdStoreOptions Etcd { get; set; } = new();
 
     /// <summary>
-    /// Applies <c>DYN_STORE_KV</c>, <c>DYN_FILE_KV</c> and <c>ETCD_ENDPOINTS</c> from <paramref name="environment"/>
-    /// (default: the process environment) over the current values.
+    /// Applies <c>DYN_STORE_KV</c>, <c>DYN_FILE_KV</c>, <c>ETCD_ENDPOINTS</c> and <c>DYN_STORE_STARTUP_TIMEOUT_SECS</c>
+    /// from <paramref name="environment"/> (default: the process environment) over the current values.
     /// </summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it and lists valid values.</exception>
     public DiscoveryOptions ApplyEnvironment(Func<string, string?>? environment = null)
@@ -42,10 +57,24 @@ public sealed class DiscoveryOptions
         if (environment(EtcdStoreOptions.EndpointsEnvironmentVariable) is { } endpoints)
         {
             Etcd.Endpoints = EtcdStoreOptions.ParseEndpoints(endpoints);
+            EtcdEndpointsFromEnvironment = true;
+        }
+
+        if (environment(StartupTimeoutEnvironmentVariable) is { Length: > 0 } startup)
+        {
+            if (!double.TryParse(startup, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || !double.IsFinite(seconds) || seconds < 0 || seconds > 86_400)
+            {
+                throw new ArgumentException($"{StartupTimeoutEnvironmentVariable}='{startup}' is not a number of seconds between 0 and 86400", StartupTimeoutEnvironmentVariable);
+            }
+
+            StartupTimeout = TimeSpan.FromSeconds(seconds);
         }
 
         return this;
     }
+
+    /// <summary>Whether <c>ETCD_ENDPOINTS</c> was set when the environment was applied (warned about when the store is not etcd).</summary>
+    internal bool EtcdEndpointsFromEnvironment { get; private set; }
 
     /// <summary>Rejects values that cannot work, naming the option.</summary>
     public void Validate()
@@ -53,6 +82,11 @@ public sealed class DiscoveryOptions
         if (LeaseTtl < TimeSpan.FromSeconds(1))
         {
             throw new ArgumentOutOfRangeException(nameof(LeaseTtl), LeaseTtl, "lease TTL must be at least 1 s");
+        }
+
+        if (StartupTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(StartupTimeout), StartupTimeout, $"start-up timeout ({StartupTimeoutEnvironmentVariable}) must not be negative");
         }
 
         if (Store == StoreKind.File)

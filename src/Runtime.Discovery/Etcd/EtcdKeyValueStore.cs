@@ -18,8 +18,18 @@ namespace RequestMigration.Discovery.Etcd;
 /// <remarks>
 /// <para>
 /// Every call carries a deadline of <see cref="EtcdStoreOptions.CallTimeout"/> and the caller's token, so a dead
-/// etcd fails fast with <see cref="StoreUnavailableException"/> naming the endpoints. With several endpoints the
-/// deadline is shared out over them and the one that answered is tried first next time.
+/// etcd fails fast with <see cref="StoreUnavailableException"/> naming the endpoints. Lease keep-alives and watch
+/// streams also require a leader (etcd's <c>hasleader</c> metadata, as its own client sends), so a member that lost
+/// its leader, such as one cut off from its peers, refuses a renewal at once and cancels a watch instead of letting
+/// it go silently stale. Other calls do not, so that they wait out a normal leader election within their deadline;
+/// on a member cut off from its peers they time out and move on like any other failure.
+/// </para>
+/// <para>
+/// With several endpoints each process starts at a random one, so one bad member never has the whole fleet on it.
+/// The deadline is shared out over the endpoints; any failure of an endpoint (refused, timed out, no leader,
+/// or any answer other than one about the request itself) moves the call on to the next one, and the failed
+/// endpoint is skipped for <see cref="EtcdStoreOptions.EndpointQuarantine"/> while others answer. The endpoint
+/// that answered is asked first next time. A watch moves to another endpoint the same way when its stream fails.
 /// </para>
 /// <para>
 /// A watch reads the prefix, reports it, then watches from the next revision on a raw gRPC watch stream whose
@@ -42,19 +52,25 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Node[] _nodes;
+    private readonly EtcdEndpointSelector _selector;
     private readonly string _endpointList;
     private readonly CancellationTokenSource _disposing = new();
     private readonly Lock _gate = new();
     private readonly HashSet<Task> _pumps = [];
-    private int _preferred;
     private bool _disposed;
 
     /// <summary>Creates the store; connections are opened lazily by the first call.</summary>
     /// <param name="options">Endpoints and timeouts; validated here.</param>
-    /// <param name="timeProvider">Clock for the watch retry backoff (default: the system clock).</param>
+    /// <param name="timeProvider">Clock for the watch retry backoff and the endpoint quarantine (default: the system clock).</param>
     /// <param name="logger">Receives outage and resync messages.</param>
     /// <exception cref="ArgumentException">The options are invalid.</exception>
     public EtcdKeyValueStore(EtcdStoreOptions options, TimeProvider? timeProvider = null, ILogger<EtcdKeyValueStore>? logger = null)
+        : this(options, timeProvider, logger, Random.Shared)
+    {
+    }
+
+    /// <summary>Creates the store with the randomness that picks the first endpoint (tests choose it).</summary>
+    internal EtcdKeyValueStore(EtcdStoreOptions options, TimeProvider? timeProvider, ILogger<EtcdKeyValueStore>? logger, Random random)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -62,6 +78,7 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
         _time = timeProvider ?? TimeProvider.System;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _nodes = [.. options.Endpoints.Select(e => new Node(e, options))];
+        _selector = new EtcdEndpointSelector(_nodes.Length, options.EndpointQuarantine, _time, random);
         _endpointList = string.Join(", ", _nodes.Select(n => n.Name));
     }
 
@@ -73,6 +90,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
 
     /// <summary>The endpoints in use, as <c>scheme://host:port</c>.</summary>
     public IReadOnlyList<string> Endpoints => [.. _nodes.Select(n => n.Name)];
+
+    /// <summary>The endpoint the next call asks first (an index into <see cref="Endpoints"/>).</summary>
+    internal int PreferredEndpoint => _selector.Order()[0];
 
     /// <inheritdoc />
     public async ValueTask<KeyValueEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
@@ -149,11 +169,13 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     {
         // One request on a short-lived stream rather than a long-lived keep-alive stream: the caller decides the
         // cadence, and each renewal gets its own deadline, so a dead etcd is reported instead of hanging a stream.
+        // The stream requires a leader: a member cut off from its peers cannot renew the lease (the side with
+        // quorum lets it expire) and must refuse, so that the renewal moves on to another member.
         var ttl = await CallAsync(
             $"keep-alive of lease {leaseId:x}",
             async (n, deadline, ct) =>
             {
-                using var call = n.Connection.LeaseClient.LeaseKeepAlive(null, deadline, ct);
+                using var call = n.Connection.LeaseClient.LeaseKeepAlive(EtcdErrors.RequireLeader(), deadline, ct);
                 await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = leaseId }, ct).ConfigureAwait(false);
                 if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
                 {
@@ -263,8 +285,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     }
 
     /// <summary>
-    /// Runs one etcd call under the store's deadline, trying the endpoints in turn (the last one that answered
-    /// first). Transport failures move on to the next endpoint; anything else is reported at once.
+    /// Runs one etcd call under the store's deadline, trying the endpoints in the selector's order. A failure of
+    /// the endpoint moves on to the next one and puts the failed one in quarantine; an answer about the request
+    /// itself is reported at once.
     /// </summary>
     private async Task<T> CallAsync<T>(string operation, Func<Node, DateTime, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
     {
@@ -274,30 +297,28 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
         // gRPC deadlines are instants checked against the real clock (and sent to etcd as a timeout), so they
         // come from DateTime.UtcNow, never from the injected TimeProvider, which a test may have frozen.
         var end = DateTime.UtcNow + _options.CallTimeout;
-        var first = Volatile.Read(ref _preferred);
-        var failures = new List<string>(_nodes.Length);
+        var order = _selector.Order();
+        var failures = new List<string>(order.Length);
         RpcException? last = null;
-        for (var i = 0; i < _nodes.Length; i++)
+        var timedOut = false;
+        for (var i = 0; i < order.Length; i++)
         {
-            var index = (first + i) % _nodes.Length;
+            var index = order[i];
             var node = _nodes[index];
             var now = DateTime.UtcNow;
             if (now >= end)
             {
+                timedOut = true;
                 break;
             }
 
             // Share what is left over the endpoints not tried yet, so one black-holed endpoint cannot use up
             // the whole budget before a healthy one is asked.
-            var deadline = now + ((end - now) / (_nodes.Length - i));
+            var deadline = now + ((end - now) / (order.Length - i));
             try
             {
                 var result = await call(node, deadline, linked.Token).ConfigureAwait(false);
-                if (i > 0)
-                {
-                    Interlocked.CompareExchange(ref _preferred, index, first);
-                }
-
+                _selector.Succeeded(index);
                 return result;
             }
             catch (Exception ex) when (linked.IsCancellationRequested && ex is RpcException or OperationCanceledException)
@@ -305,25 +326,35 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                 cancellationToken.ThrowIfCancellationRequested();
                 throw new ObjectDisposedException(nameof(EtcdKeyValueStore), ex);
             }
-            catch (RpcException ex) when (IsTransportFailure(ex))
+            catch (RpcException ex) when (EtcdErrors.IsEndpointFailure(ex.StatusCode))
             {
                 last = ex;
-                failures.Add($"{node.Name}: {Describe(ex)}");
+                timedOut |= EtcdErrors.IsTimeout(ex);
+                failures.Add($"{node.Name}: {EtcdErrors.Describe(ex)}");
+                EndpointFailed(index, $"{operation}: {EtcdErrors.Describe(ex)}");
             }
             catch (RpcException ex)
             {
-                throw new StoreUnavailableException($"etcd at {node.Name}: {operation} failed: {Describe(ex)}", ex);
+                // A definite answer about the request: the endpoint works, another one would say the same.
+                _selector.Succeeded(index);
+                throw new StoreUnavailableException($"etcd at {node.Name}: {operation} failed: {EtcdErrors.Describe(ex)}", ex);
             }
         }
 
-        if (_nodes.Length > 1)
-        {
-            Interlocked.CompareExchange(ref _preferred, (first + 1) % _nodes.Length, first);
-        }
-
         var detail = failures.Count == 0 ? "no endpoint was tried" : string.Join("; ", failures);
-        throw new StoreUnavailableException(
-            $"etcd at {_endpointList} is unavailable: {operation} got no answer within {_options.CallTimeout.TotalSeconds:0.###} s ({detail})", last);
+        var outcome = timedOut
+            ? $"{operation} got no answer within {_options.CallTimeout.TotalSeconds:0.###} s"
+            : _nodes.Length == 1 ? $"{operation} failed" : $"{operation} failed on every endpoint";
+        throw new StoreUnavailableException($"etcd at {_endpointList} is unavailable: {outcome} ({detail})", last);
+    }
+
+    /// <summary>Quarantines a failed endpoint, reporting it once per bad spell when there are others to use instead.</summary>
+    private void EndpointFailed(int index, string reason)
+    {
+        if (_selector.Failed(index) && _nodes.Length > 1)
+        {
+            LogEndpointFailed(_nodes[index].Name, reason, _options.EndpointQuarantine.TotalSeconds);
+        }
     }
 
     private async IAsyncEnumerable<WatchEvent> WatchCoreAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -397,10 +428,12 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                     }
 
                     // Chosen after the read, which may just have found out which endpoint answers.
-                    index = Volatile.Read(ref _preferred) % _nodes.Length;
+                    index = _selector.Order()[0];
                     var node = _nodes[index];
+                    var confirmedIndex = index;
                     var onConfirmed = () =>
                     {
+                        _selector.Succeeded(confirmedIndex);
                         delay = _options.WatchRetryInitialDelay;
                         if (interrupted)
                         {
@@ -419,10 +452,11 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                         LogWatchInterrupted(prefix, index < 0 ? _endpointList : _nodes[index].Name, ex.Message);
                     }
 
-                    if (index >= 0 && _nodes.Length > 1)
+                    if (index >= 0)
                     {
                         // The read already went through every endpoint; only a broken stream points at this one.
-                        Interlocked.CompareExchange(ref _preferred, (index + 1) % _nodes.Length, index);
+                        // The next attempt goes to another endpoint, and so does everything else for a while.
+                        EndpointFailed(index, $"watch of '{prefix}': {ex.Message}");
                     }
 
                     await Task.Delay(delay, _time, stop).ConfigureAwait(false);
@@ -457,7 +491,7 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
         var startRevision = state.Revision + 1;
 
         // No deadline on the stream itself: it lives as long as the watch. HTTP/2 pings notice a dead peer.
-        using var call = node.Connection.WatchClient.Watch(null, null, stop);
+        using var call = node.Connection.WatchClient.Watch(EtcdErrors.RequireLeader(), null, stop);
         var create = new WatchCreateRequest { Key = key, RangeEnd = end, StartRevision = startRevision };
         await call.RequestStream.WriteAsync(new WatchRequest { CreateRequest = create }, stop).ConfigureAwait(false);
 
@@ -550,18 +584,6 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     private static bool IsLeaseNotFound(RpcException ex) =>
         ex.StatusCode == StatusCode.NotFound && ex.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
-    // What a down, restarting or unreachable member looks like; another endpoint may do better.
-    private static bool IsTransportFailure(RpcException ex) =>
-        ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal;
-
-    private static string Describe(RpcException ex)
-    {
-        var cause = ex.Status.DebugException?.Message;
-        return string.IsNullOrEmpty(cause) || ex.Status.Detail.Contains(cause, StringComparison.Ordinal)
-            ? $"{ex.StatusCode}: {ex.Status.Detail}"
-            : $"{ex.StatusCode}: {ex.Status.Detail} ({cause})";
-    }
-
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "etcd store: watch of '{Prefix}' via {Endpoint} interrupted ({Reason}); retrying until etcd is back")]
@@ -573,6 +595,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     [LoggerMessage(Level = LogLevel.Information, Message = "etcd store: cannot resume the watch of '{Prefix}' at revision {Revision} (compacted up to {CompactRevision}); reading the prefix again")]
     private partial void LogCompacted(string prefix, long revision, long compactRevision);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "etcd store: {Endpoint} failed ({Reason}); the other endpoints are asked first for the next {Seconds} s")]
+    private partial void LogEndpointFailed(string endpoint, string reason, double seconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "etcd store: watch of '{Prefix}' resynchronised at revision {Revision}; {Count} change(s) reported")]
     private partial void LogResynced(string prefix, long revision, int count);
 
@@ -583,7 +608,8 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
 
         public Node(Uri endpoint, EtcdStoreOptions options)
         {
-            Name = endpoint.GetLeftPart(UriPartial.Authority);
+            // Scheme, host and port only: user information in the URI is a secret that must not reach logs.
+            Name = $"{endpoint.Scheme}://{endpoint.Authority}";
             var handler = new SocketsHttpHandler
             {
                 ConnectTimeout = options.CallTimeout,

@@ -19,6 +19,13 @@ public sealed class EtcdStoreOptions
     public TimeSpan WatchRetryMaxDelay { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>
+    /// How long an endpoint that failed (down, unreachable, too slow, or a member without a leader, such as one
+    /// cut off from its peers) is skipped while other endpoints are available. Default 30 s; zero skips none,
+    /// though a call still moves on to the next endpoint after a failure.
+    /// </summary>
+    public TimeSpan EndpointQuarantine { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Idle time after which an HTTP/2 ping checks the connection of an open watch, so a silently dead
     /// etcd (no TCP reset) is noticed. Default 10 s; etcd rejects pings more often than every 5 s.
     /// </summary>
@@ -63,6 +70,11 @@ public sealed class EtcdStoreOptions
         if (WatchRetryInitialDelay <= TimeSpan.Zero || WatchRetryMaxDelay < WatchRetryInitialDelay)
         {
             throw new ArgumentOutOfRangeException(nameof(WatchRetryMaxDelay), WatchRetryMaxDelay, "etcd watch retry delays must be positive with max >= initial");
+        }
+
+        if (EndpointQuarantine < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(EndpointQuarantine), EndpointQuarantine, "etcd endpoint quarantine must not be negative");
         }
 
         if (KeepAlivePingDelay < TimeSpan.FromSeconds(5))

@@ -11,6 +11,9 @@ namespace RequestMigration.Discovery.Instances;
 /// </summary>
 public sealed partial class InstanceRegistrar : IAsyncDisposable
 {
+    private static readonly TimeSpan StartupRetryInitialDelay = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan StartupRetryMaxDelay = TimeSpan.FromSeconds(4);
+
     private readonly InstanceRegistry _registry;
     private readonly IKeyValueStore _store;
     private readonly TimeSpan _ttl;
@@ -40,20 +43,49 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
     public long LeaseId => Interlocked.Read(ref _leaseId);
 
     /// <summary>
+    /// Grants the primary lease and starts keeping it alive, waiting up to
+    /// <see cref="DiscoveryOptions.DefaultStartupTimeout"/> for an unavailable store. On etcd the instance id is
+    /// the lease id; on other stores it is a random 64-bit number.
+    /// </summary>
+    /// <inheritdoc cref="StartAsync(InstanceRegistry, TimeSpan, TimeSpan, TimeProvider?, ILogger{InstanceRegistrar}?, CancellationToken)" path="/param"/>
+    /// <exception cref="StoreUnavailableException">The store was still unavailable when the start-up timeout passed.</exception>
+    public static Task<InstanceRegistrar> StartAsync(
+        InstanceRegistry registry,
+        TimeSpan leaseTtl,
+        TimeProvider? timeProvider = null,
+        ILogger<InstanceRegistrar>? logger = null,
+        CancellationToken cancellationToken = default) =>
+        StartAsync(registry, leaseTtl, DiscoveryOptions.DefaultStartupTimeout, timeProvider, logger, cancellationToken);
+
+    /// <summary>
     /// Grants the primary lease and starts keeping it alive. On etcd the instance id is the lease id;
     /// on other stores it is a random 64-bit number.
     /// </summary>
+    /// <remarks>
+    /// While the store is unavailable (etcd down, unreachable or without quorum) the grant is retried with
+    /// backoff, 0.25 s doubling to 4 s, for up to <paramref name="startupTimeout"/>; one warning is logged when
+    /// the wait begins and one line when it ends.
+    /// </remarks>
+    /// <param name="registry">Where the records go.</param>
+    /// <param name="leaseTtl">TTL of the primary lease (at least 1 s).</param>
+    /// <param name="startupTimeout">How long to keep trying an unavailable store (<see cref="DiscoveryOptions.StartupTimeout"/>); zero makes one attempt.</param>
+    /// <param name="timeProvider">Clock for the keep-alive cadence and the start-up backoff (default: the system clock).</param>
+    /// <param name="logger">Receives keep-alive, lease and start-up messages.</param>
+    /// <param name="cancellationToken">Abandons the start.</param>
+    /// <exception cref="StoreUnavailableException">The store was still unavailable when <paramref name="startupTimeout"/> passed; the message names it and the timeout.</exception>
     public static async Task<InstanceRegistrar> StartAsync(
         InstanceRegistry registry,
         TimeSpan leaseTtl,
+        TimeSpan startupTimeout,
         TimeProvider? timeProvider = null,
         ILogger<InstanceRegistrar>? logger = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentOutOfRangeException.ThrowIfLessThan(leaseTtl, TimeSpan.FromSeconds(1));
+        ArgumentOutOfRangeException.ThrowIfLessThan(startupTimeout, TimeSpan.Zero);
         var r = new InstanceRegistrar(registry, leaseTtl, timeProvider ?? TimeProvider.System, (ILogger?)logger ?? NullLogger.Instance);
-        r._leaseId = await r._store.GrantLeaseAsync(leaseTtl, cancellationToken).ConfigureAwait(false);
+        r._leaseId = await r.GrantFirstLeaseAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
         r.InstanceId = r._store.LeaseIdsAreShared ? (ulong)r._leaseId : NonZeroRandom();
         r._keepAlive = r.KeepAliveLoopAsync(r._stop.Token);
         return r;
@@ -137,6 +169,47 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
         _stop.Dispose();
     }
 
+    /// <summary>Grants the first lease, retrying an unavailable store with backoff until <paramref name="timeout"/> has passed.</summary>
+    private async Task<long> GrantFirstLeaseAsync(TimeSpan timeout, CancellationToken ct)
+    {
+        var started = _time.GetTimestamp();
+        var delay = StartupRetryInitialDelay;
+        var waiting = false;
+        while (true)
+        {
+            try
+            {
+                var lease = await _store.GrantLeaseAsync(_ttl, ct).ConfigureAwait(false);
+                if (waiting)
+                {
+                    LogStoreAvailable(_store.Name, _time.GetElapsedTime(started).TotalSeconds);
+                }
+
+                return lease;
+            }
+            catch (StoreUnavailableException ex)
+            {
+                var left = timeout - _time.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero)
+                {
+                    throw new StoreUnavailableException(
+                        $"{ex.Message}; gave up registering after the start-up timeout of {timeout.TotalSeconds:0.###} s ({DiscoveryOptions.StartupTimeoutEnvironmentVariable})",
+                        ex);
+                }
+
+                if (!waiting)
+                {
+                    // Once, not once per retry.
+                    waiting = true;
+                    LogWaitingForStore(ex.Message, timeout.TotalSeconds);
+                }
+
+                await Task.Delay(delay < left ? delay : left, _time, ct).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, StartupRetryMaxDelay.Ticks));
+            }
+        }
+    }
+
     private async Task KeepAliveLoopAsync(CancellationToken ct)
     {
         var period = TimeSpan.FromTicks(Math.Max(_ttl.Ticks / 3, TimeSpan.FromMilliseconds(300).Ticks));
@@ -213,6 +286,12 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: keep-alive of lease {LeaseId:x} on {Store} failed ({Reason}); instances stay registered locally and are re-registered when the store is back")]
     private partial void LogKeepAliveFailed(string store, long leaseId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "discovery: cannot register yet: {Reason}; retrying for up to {Seconds} s (DYN_STORE_STARTUP_TIMEOUT_SECS)")]
+    private partial void LogWaitingForStore(string reason, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "discovery: {Store} available after {Seconds:0.0} s; registering")]
+    private partial void LogStoreAvailable(string store, double seconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "discovery: {Store} reachable again")]
     private partial void LogRecovered(string store);

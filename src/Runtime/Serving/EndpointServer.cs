@@ -118,7 +118,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
         {
             await ListenAsync(cancellationToken).ConfigureAwait(false);
             var options = _runtime.Options;
-            _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
+            _registrar = await InstanceRegistrar.StartAsync(_runtime.Registry, options.Discovery.LeaseTtl, options.Discovery.StartupTimeout, _runtime.Time, _runtime.LoggerFactory.CreateLogger<InstanceRegistrar>(), cancellationToken).ConfigureAwait(false);
             InstanceId = _registrar.InstanceId;
             foreach (var invoker in _endpoints.Values)
             {

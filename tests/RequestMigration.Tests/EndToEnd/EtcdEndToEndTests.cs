@@ -122,4 +122,48 @@ public sealed class EtcdEndToEndTests(EtcdFixture etcd) : IAsyncLifetime
         gone.ShouldBeLessThanOrEqualTo(TimeSpan.FromSeconds(11), "lease TTL is 10 s: the record must vanish within TTL + 1 s");
         served.ShouldBeGreaterThan(0);
     }
+
+    [Fact]
+    public async Task A_server_that_cannot_reach_etcd_exits_with_one_line_naming_the_endpoint_and_no_stack_trace()
+    {
+        var port = EtcdFixture.FreePort();
+        var server = _harness.LaunchServer("server1", "never", new Dictionary<string, string>
+        {
+            ["DYN_STORE_KV"] = "etcd",
+            ["ETCD_ENDPOINTS"] = $"http://127.0.0.1:{port}",
+            ["DYN_STORE_STARTUP_TIMEOUT_SECS"] = "1",
+        });
+
+        var code = await server.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        var context = server.Describe();
+        code.ShouldNotBe(0, context);
+        var output = server.StdoutLines.Concat(server.Stderr.Split('\n')).ToList();
+        output.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal)).ShouldBe(0, $"no stack trace for an unreachable etcd:\n{context}");
+        var errors = server.Stderr.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)).ToList();
+        errors.Count.ShouldBe(1, context);
+        errors[0].ShouldContain($"127.0.0.1:{port}", Case.Sensitive, context);
+        errors[0].ShouldContain("ETCD_ENDPOINTS", Case.Sensitive, context);
+        errors[0].ShouldContain("refused", Case.Insensitive, context);
+        output.ShouldNotContain(l => l.Contains("no answer within", StringComparison.Ordinal), $"an instant refusal is not a timeout:\n{context}");
+        server.Stdout.ShouldNotContain(ExampleHarness.ServingLine, Case.Sensitive, context);
+    }
+
+    [Fact]
+    public async Task A_server_started_before_etcd_waits_for_it_with_one_warning_and_registers()
+    {
+        await etcd.StopAsync();
+        var server = _harness.LaunchServer("server1", "never", EtcdEnv);
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        server.HasExited.ShouldBeFalse($"the server gave up while etcd was down:\n{server.Describe()}");
+        await etcd.StartAsync();
+
+        await server.WaitForLineAsync(ExampleHarness.ServingLine, TimeSpan.FromSeconds(20));
+
+        var context = server.Describe();
+        var warnings = server.StdoutLines.Where(l => l.Contains(" WRN] ", StringComparison.Ordinal)).ToList();
+        warnings.Count.ShouldBe(1, context);
+        warnings[0].ShouldContain(etcd.ClientUrl.ToString().TrimEnd('/'), Case.Sensitive, context);
+        server.StdoutLines.Concat(server.Stderr.Split('\n')).Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal)).ShouldBe(0, context);
+    }
 }

@@ -16,6 +16,9 @@ public sealed class EtcdFixture : IAsyncLifetime
     /// <summary>What to do when no etcd binary is found.</summary>
     public const string InstallHint = "etcd is not installed (looked on PATH and in /usr/bin, /usr/local/bin): run scripts/ensure-etcd.sh to install it (Debian package etcd-server)";
 
+    /// <summary>Set by scripts/test.sh to the reason when installing etcd failed; the etcd tests then fail with it.</summary>
+    public const string SetupErrorVariable = "RM_ETCD_SETUP_ERROR";
+
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(20);
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "rm-etcd-" + Guid.NewGuid().ToString("N"));
     private readonly Queue<string> _output = new();
@@ -46,7 +49,7 @@ public sealed class EtcdFixture : IAsyncLifetime
     /// <inheritdoc />
     public async ValueTask InitializeAsync()
     {
-        _binary = FindBinary() ?? throw new InvalidOperationException(InstallHint);
+        _binary = FindBinaryOrThrow();
 
         // A free port can be taken between picking it and etcd binding it: pick again a few times.
         for (var attempt = 1; ; attempt++)
@@ -189,6 +192,20 @@ public sealed class EtcdFixture : IAsyncLifetime
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>
+    /// The etcd binary, or an exception saying why there is none: the reason scripts/test.sh recorded in
+    /// <see cref="SetupErrorVariable"/> when installing etcd failed, else <see cref="InstallHint"/>.
+    /// </summary>
+    internal static string FindBinaryOrThrow()
+    {
+        if (Environment.GetEnvironmentVariable(SetupErrorVariable) is { Length: > 0 } reason)
+        {
+            throw new InvalidOperationException($"etcd could not be installed, so this etcd test cannot run: {reason}");
+        }
+
+        return FindBinary() ?? throw new InvalidOperationException(InstallHint);
     }
 
     private static string? FindBinary()
