@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Diagnostics;
 using RequestMigration.Serving;
 
 namespace Examples.Server;
@@ -16,7 +17,7 @@ internal sealed partial class GenerateHandler(string serverName, FailureMode mod
     {
         var number = Interlocked.Increment(ref _requests);
         var fail = mode == FailureMode.Always || (mode == FailureMode.First && number == 1);
-        LogRequest(context.RequestId, context.Attempt, context.ConnectionId, input.Length);
+        LogRequest(LogValues.Sanitize(context.RequestId), context.Attempt, context.ConnectionId, input.Length);
         var sent = 0;
 
         // A migrated request (router with DYN_MIGRATION=true) continues where the failed attempt stopped.
