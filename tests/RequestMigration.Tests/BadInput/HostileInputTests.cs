@@ -59,6 +59,28 @@ public sealed class HostileInputTests : IAsyncLifetime
         line.ShouldContain("chars)", customMessage: line);
     }
 
+    [Theory]
+    [InlineData("{\"text\":\"a\"} trailing")]
+    [InlineData("{\"text\":\"a\"}{\"text\":\"b\"}")]
+    [InlineData("{\"text\":\"a\"},")]
+    public async Task A_JSON_payload_with_bytes_after_the_value_gets_BadRequest(string body)
+    {
+        var conn = await Own(RawConnection.ConnectTlsAsync(Server.EndPoint));
+
+        await conn.SendAsync(RawConnection.Frame((byte)FrameType.Request, RawConnection.RequestPayload(EchoServer.Path, Encoding.UTF8.GetBytes(body))));
+        var error = await conn.ReadFrameAsync();
+
+        error.ShouldNotBeNull();
+        error.FrameType.ShouldBe(FrameType.Error, error.ToString());
+        error.Code.ShouldBe(ErrorCode.BadRequest, error.ToString());
+        error.Message.ShouldContain($"cannot decode the request for endpoint '{EchoServer.Path}'");
+
+        // Whitespace after the value is fine, and the connection goes on.
+        await conn.SendAsync(RawConnection.Frame((byte)FrameType.Request, RawConnection.RequestPayload(EchoServer.Path, "{\"text\":\"ok\",\"count\":1} \r\n\t"u8)));
+        (await conn.ReadResponseAsync()).Select(f => f.ToString()).ShouldBe(["Data(\"ok-0\")", "End()"]);
+        ShouldHaveLoggedNoErrors();
+    }
+
     /// <summary>Bad input is expected traffic: warnings, never errors (those mean the server itself failed).</summary>
     private void ShouldHaveLoggedNoErrors() => Server.Logs.Errors.ShouldBeEmpty(Server.Logs.Dump());
 
