@@ -34,7 +34,7 @@ internal sealed class StreamSession
         _stream = stream;
         _logger = logger;
         _closed = new CancellationTokenSource(Timeout.InfiniteTimeSpan, server.Time);
-        _reader = new FrameReader(stream, server.MaxFrameSize);
+        _reader = new FrameReader(stream, server.MaxFrameSize, server.RequestBuffers);
         _writer = new FrameWriter(stream, server.MaxFrameSize);
     }
 

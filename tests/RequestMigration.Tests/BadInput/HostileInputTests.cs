@@ -59,6 +59,79 @@ public sealed class HostileInputTests : IAsyncLifetime
         line.ShouldContain("chars)", customMessage: line);
     }
 
+    [Fact]
+    public async Task Incomplete_frames_across_connections_are_held_within_the_server_wide_budget_and_released_when_they_close()
+    {
+        // Scaled down from the fuzzer's 48 connections x 16 MiB: frames of 256 KiB, a budget of 1 MiB.
+        const int frame = 256 * 1024;
+        const long budget = 1024 * 1024;
+        await using var server = await EchoServer.StartAsync(maxFrameSize: frame, configure: o => o.MaxBufferedRequestBytes = budget);
+        var buffers = server.Server.RequestBuffers;
+        var almostAll = (byte[])[.. RawConnection.Header(frame, (byte)FrameType.Request), .. new byte[frame - 1]];
+
+        // Four connections each hold a frame one byte short of complete: 4 x (256 KiB - 1) bytes fit in 1 MiB.
+        var holders = new List<RawConnection>();
+        for (var i = 0; i < 4; i++)
+        {
+            var c = await Own(RawConnection.ConnectTlsAsync(server.EndPoint));
+            await c.SendAsync(almostAll);
+            holders.Add(c);
+        }
+
+        (await WaitUntilAsync(() => buffers.InUse == 4L * (frame - 1))).ShouldBeTrue($"in use: {buffers.InUse}\n{server.Logs.Dump()}");
+
+        // The first 8 KiB of any further large frame would take the total over the budget: refused with an
+        // error naming the limit. (8 KiB: the server reads all of it before refusing, so it closes cleanly.)
+        var start = (byte[])[.. RawConnection.Header(frame, (byte)FrameType.Request), .. new byte[8 * 1024]];
+        for (var i = 0; i < 5; i++)
+        {
+            var c = await Own(RawConnection.ConnectTlsAsync(server.EndPoint));
+            await c.SendAsync(start);
+            var error = await c.ReadFrameAsync();
+            error.ShouldNotBeNull($"connection {i}: expected an error frame, got end of stream\n{server.Logs.Dump()}");
+            error.Code.ShouldBe(ErrorCode.Unavailable, error.ToString());
+            error.Message.ShouldContain("MaxBufferedRequestBytes");
+            error.Message.ShouldContain("DYN_MAX_BUFFERED_BYTES");
+            error.Message.ShouldContain(budget.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            (await c.WaitForCloseAsync(Timeout)).ShouldBeTrue();
+            buffers.InUse.ShouldBeLessThanOrEqualTo(budget);
+        }
+
+        // Logged once per refused connection, as a warning.
+        (await WaitUntilAsync(() => server.Logs.Entries.Count(e => e.Message.Contains("DYN_MAX_BUFFERED_BYTES", StringComparison.Ordinal)) >= 5)).ShouldBeTrue(server.Logs.Dump());
+        server.Logs.Entries.Count(e => e.Message.Contains("DYN_MAX_BUFFERED_BYTES", StringComparison.Ordinal)).ShouldBe(5, server.Logs.Dump());
+
+        // Small requests are not counted, so they are served while the budget is exhausted.
+        var small = new EchoRequest("small", 2);
+        (await server.CallAsync(small)).ShouldBe(EchoServer.Expected(small));
+
+        // Closing the holders gives every byte back.
+        foreach (var c in holders)
+        {
+            await c.DisposeAsync();
+        }
+
+        (await WaitUntilAsync(() => buffers.InUse == 0)).ShouldBeTrue($"in use after the holders closed: {buffers.InUse}");
+
+        // And a large request arriving in many reads fits again.
+        var large = new EchoRequest(new string('L', frame / 2), 1);
+        (await server.CallAsync(large)).ShouldBe(EchoServer.Expected(large));
+        buffers.InUse.ShouldBe(0);
+        server.Logs.Errors.ShouldBeEmpty(server.Logs.Dump());
+    }
+
+    [Fact]
+    public void The_budget_comes_from_DYN_MAX_BUFFERED_BYTES_and_must_leave_room_for_the_largest_frame()
+    {
+        new RuntimeOptions().MaxBufferedRequestBytes.ShouldBe(64L * 1024 * 1024);
+        new RuntimeOptions().ApplyEnvironment(n => n == "DYN_MAX_BUFFERED_BYTES" ? "8589934592" : null).MaxBufferedRequestBytes.ShouldBe(8L * 1024 * 1024 * 1024);
+        new RuntimeOptions().ApplyEnvironment(n => n == "DYN_MAX_BUFFERED_BYTES" ? "0" : null).Validate();
+        Should.Throw<ArgumentException>(() => new RuntimeOptions().ApplyEnvironment(n => n == "DYN_MAX_BUFFERED_BYTES" ? "lots" : null))
+            .Message.ShouldContain("DYN_MAX_BUFFERED_BYTES='lots'");
+        Should.Throw<ArgumentOutOfRangeException>(() => new RuntimeOptions { MaxBufferedRequestBytes = 1024 * 1024 }.Validate())
+            .Message.ShouldContain("MaxFrameSize (16777216)");
+    }
+
     [Theory]
     [InlineData("{\"text\":\"a\"} trailing")]
     [InlineData("{\"text\":\"a\"}{\"text\":\"b\"}")]
@@ -83,6 +156,22 @@ public sealed class HostileInputTests : IAsyncLifetime
 
     /// <summary>Bad input is expected traffic: warnings, never errors (those mean the server itself failed).</summary>
     private void ShouldHaveLoggedNoErrors() => Server.Logs.Errors.ShouldBeEmpty(Server.Logs.Dump());
+
+    private static async Task<bool> WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(10);
+        }
+
+        return true;
+    }
 
     private async Task<T> Own<T>(Task<T> create)
         where T : IAsyncDisposable
