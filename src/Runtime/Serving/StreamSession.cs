@@ -27,6 +27,17 @@ internal sealed class StreamSession
     // next request on a TCP connection even though the handler task has not returned yet.
     private volatile bool _responseEnded;
 
+    // Set by the read loop when the peer broke the protocol while a response was in progress: the loop
+    // stops the handler, then ends the response itself with an error frame naming the problem.
+    private volatile bool _rejecting;
+
+    // A flush to the peer was interrupted: what reached the wire may end inside a frame, so no frame can
+    // follow and the stream can only be reset.
+    private volatile bool _flushInterrupted;
+
+    // The last response was cut (stream reset) rather than ended with End or Error.
+    private volatile bool _responseCut;
+
     public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
     {
         _server = server;
@@ -70,16 +81,7 @@ internal sealed class StreamSession
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
-                    if (current is null || current.IsCompleted)
-                    {
-                        await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        // A response is being written; the stream is out of step, so reset it.
-                        _connection.Abort(_stream);
-                    }
-
+                    await RejectStreamAsync(current, currentCts, ex.Code, ex.Message).ConfigureAwait(false);
                     return;
                 }
                 catch (Exception ex) when (ex is OperationCanceledException || TransportErrors.IsBroken(ex))
@@ -102,9 +104,9 @@ internal sealed class StreamSession
                 if (current is { IsCompleted: false })
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
-                    var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress";
+                    var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress (one request at a time per stream: send the next after End or Error)";
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
-                    _connection.Abort(_stream);
+                    await RejectStreamAsync(current, currentCts, ErrorCode.BadRequest, msg).ConfigureAwait(false);
                     return;
                 }
 
@@ -209,6 +211,34 @@ internal sealed class StreamSession
         return TrySendErrorAsync(code, message);
     }
 
+    /// <summary>
+    /// Ends the stream after the peer broke the protocol: with an error frame naming the problem, as for any
+    /// malformed input. A handler still writing a response is stopped first, since the error frame can only
+    /// follow once nothing else writes; if one of its writes was cut short, the stream is reset instead.
+    /// </summary>
+    private async Task RejectStreamAsync(Task? current, CancellationTokenSource? currentCts, ErrorCode code, string message)
+    {
+        if (current is { IsCompleted: false })
+        {
+            _rejecting = true;
+            await currentCts!.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await current.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+            }
+
+            if (_responseCut)
+            {
+                return;
+            }
+        }
+
+        await TrySendErrorAsync(code, message).ConfigureAwait(false);
+    }
+
     private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, CancellationToken ct)
     {
         var aborted = false;
@@ -239,8 +269,11 @@ internal sealed class StreamSession
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             Log.Cancelled(_logger, header.RequestId, endpoint);
-            _connection.Abort(_stream);
-            aborted = true;
+            if (!_rejecting || _flushInterrupted)
+            {
+                _connection.Abort(_stream);
+                aborted = true;
+            }
         }
         catch (PeerWriteException)
         {
@@ -265,12 +298,15 @@ internal sealed class StreamSession
         }
         finally
         {
-            if (!_responseEnded && !aborted)
+            if (!_responseEnded && !aborted && !_rejecting)
             {
                 // Backstop: a response must end with End or Error, or the stream is reset, never left open
-                // with the consumer waiting.
+                // with the consumer waiting. (When rejecting, the read loop sends the Error.)
                 _connection.Abort(_stream);
+                aborted = true;
             }
+
+            _responseCut = aborted;
 
             _busy = false;
             _writer.Trim();
@@ -314,12 +350,20 @@ internal sealed class StreamSession
     /// </summary>
     private async ValueTask FlushToPeerAsync(CancellationToken ct)
     {
+        // Cancelled before writing anything leaves the stream in step, so an error frame can still follow.
+        ct.ThrowIfCancellationRequested();
         try
         {
             await _writer.FlushAsync(ct).ConfigureAwait(false);
         }
+        catch (OperationCanceledException)
+        {
+            _flushInterrupted = true;
+            throw;
+        }
         catch (Exception ex) when (TransportErrors.IsBroken(ex))
         {
+            _flushInterrupted = true;
             throw new PeerWriteException(ex);
         }
     }

@@ -154,6 +154,31 @@ public sealed class HostileInputTests : IAsyncLifetime
         ShouldHaveLoggedNoErrors();
     }
 
+    [Fact]
+    public async Task A_second_Request_while_a_response_streams_gets_BadRequest_naming_the_rule_and_the_handler_is_cancelled()
+    {
+        var conn = await Own(RawConnection.ConnectTlsAsync(Server.EndPoint));
+        var requestId = Guid.NewGuid().ToString("N");
+        await conn.SendAsync(RawConnection.Frame((byte)FrameType.Request, RawConnection.RequestPayload(EchoServer.Path, RawConnection.Json(new EchoRequest("first", Count: 200, DelayMs: 50)), requestId)));
+        (await conn.ReadFrameAsync())!.Text.ShouldBe("first-0");
+
+        await conn.SendAsync(RawConnection.RequestFrame(EchoServer.Path, new EchoRequest("second")));
+
+        var frames = await conn.ReadResponseAsync();
+        var error = frames[^1];
+        error.FrameType.ShouldBe(FrameType.Error, string.Join(", ", frames));
+        error.Code.ShouldBe(ErrorCode.BadRequest);
+        error.Message.ShouldBe("malformed stream: Request frame received while a response is in progress (one request at a time per stream: send the next after End or Error)");
+        frames.SkipLast(1).ShouldAllBe(f => f.FrameType == FrameType.Data);
+        frames.Count.ShouldBeLessThan(50, "the handler must be stopped at once, not run to completion");
+        (await conn.WaitForCloseAsync(Timeout)).ShouldBeTrue("the server must close the connection after the error frame");
+        (await Server.Logs.WaitForAsync($"request {requestId} to {EchoServer.Path} cancelled", Timeout)).ShouldBeTrue(Server.Logs.Dump());
+
+        var request = new EchoRequest("after-second");
+        (await Server.CallAsync(request)).ShouldBe(EchoServer.Expected(request));
+        ShouldHaveLoggedNoErrors();
+    }
+
     /// <summary>Bad input is expected traffic: warnings, never errors (those mean the server itself failed).</summary>
     private void ShouldHaveLoggedNoErrors() => Server.Logs.Errors.ShouldBeEmpty(Server.Logs.Dump());
 
