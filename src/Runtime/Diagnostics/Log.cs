@@ -42,9 +42,9 @@ internal static class Log
         LoggerMessage.Define<string, string, string>(LogLevel.Information, new EventId(203, "StreamCut"),
             "server: stream of request {request.id} to {endpoint} cut by handler ({reason})");
 
-    private static readonly Action<ILogger, string, string, Exception?> s_cancelled =
-        LoggerMessage.Define<string, string>(LogLevel.Debug, new EventId(204, "Cancelled"),
-            "server: request {request.id} to {endpoint} cancelled (consumer gone or server stopping)");
+    private static readonly Action<ILogger, string, string, string, Exception?> s_cancelled =
+        LoggerMessage.Define<string, string, string>(LogLevel.Debug, new EventId(204, "Cancelled"),
+            "server: request {request.id} to {endpoint} cancelled: {reason}");
 
     private static readonly Action<ILogger, string, string, Exception?> s_handlerFailed =
         LoggerMessage.Define<string, string>(LogLevel.Error, new EventId(205, "HandlerFailed"),
@@ -101,11 +101,12 @@ internal static class Log
         }
     }
 
-    public static void Cancelled(ILogger logger, string requestId, string endpoint)
+    /// <summary>A request's handler was stopped early; <paramref name="cause"/> is the transport error behind it, if any.</summary>
+    public static void Cancelled(ILogger logger, string requestId, string endpoint, string reason, Exception? cause = null)
     {
         if (logger.IsEnabled(LogLevel.Debug))
         {
-            s_cancelled(logger, LogValues.Sanitize(requestId), LogValues.Sanitize(endpoint), null);
+            s_cancelled(logger, LogValues.Sanitize(requestId), LogValues.Sanitize(endpoint), LogValues.Sanitize(reason, MaxReasonLength), cause);
         }
     }
 

@@ -38,6 +38,12 @@ internal sealed class StreamSession
     // The last response was cut (stream reset) rather than ended with End or Error.
     private volatile bool _responseCut;
 
+    // Why the read loop stopped the running handler, for the log line of its cancellation.
+    private volatile string? _cancelReason;
+
+    // The token source of the request in progress, so a failed write to the consumer can stop the handler.
+    private CancellationTokenSource? _requestCts;
+
     public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
     {
         _server = server;
@@ -86,11 +92,15 @@ internal sealed class StreamSession
                 }
                 catch (Exception ex) when (ex is OperationCanceledException || TransportErrors.IsBroken(ex))
                 {
+                    _cancelReason = ex is OperationCanceledException
+                        ? "the server closed the stream (stopping or idle)"
+                        : $"the consumer's stream broke ({ex.Message})";
                     return;
                 }
 
                 if (!got)
                 {
+                    _cancelReason = "the consumer closed the stream";
                     return;
                 }
 
@@ -121,6 +131,7 @@ internal sealed class StreamSession
 
                 currentCts?.Dispose();
                 currentCts = CancellationTokenSource.CreateLinkedTokenSource(_server.HardStopToken);
+                _requestCts = currentCts;
                 var start = await StartAsync(currentCts.Token).ConfigureAwait(false);
                 if (start is null)
                 {
@@ -221,6 +232,7 @@ internal sealed class StreamSession
         if (current is { IsCompleted: false })
         {
             _rejecting = true;
+            _cancelReason = $"the consumer broke the protocol: {message}";
             await currentCts!.CancelAsync().ConfigureAwait(false);
             try
             {
@@ -268,17 +280,17 @@ internal sealed class StreamSession
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            Log.Cancelled(_logger, header.RequestId, endpoint);
+            Log.Cancelled(_logger, header.RequestId, endpoint, _cancelReason ?? "the server is stopping");
             if (!_rejecting || _flushInterrupted)
             {
                 _connection.Abort(_stream);
                 aborted = true;
             }
         }
-        catch (PeerWriteException)
+        catch (PeerWriteException ex)
         {
-            // Writing to the consumer failed: it is gone. Nothing to tell anyone.
-            Log.Cancelled(_logger, header.RequestId, endpoint);
+            // Writing to the consumer failed: it is gone. Nothing to tell it; the cause is worth a debug line.
+            Log.Cancelled(_logger, header.RequestId, endpoint, "writing to the consumer failed", ex.InnerException);
             _connection.Abort(_stream);
             aborted = true;
         }
@@ -361,10 +373,18 @@ internal sealed class StreamSession
             _flushInterrupted = true;
             throw;
         }
-        catch (Exception ex) when (TransportErrors.IsBroken(ex))
+        catch (Exception ex)
         {
             _flushInterrupted = true;
-            throw new PeerWriteException(ex);
+
+            // The handler may be suspended between items; it can only be disposed once it stops, so stop it.
+            await _requestCts!.CancelAsync().ConfigureAwait(false);
+            if (TransportErrors.IsBroken(ex))
+            {
+                throw new PeerWriteException(ex);
+            }
+
+            throw;
         }
     }
 

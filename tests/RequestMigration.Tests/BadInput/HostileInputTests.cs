@@ -1,4 +1,7 @@
 using System.Text;
+using Microsoft.Extensions.Logging;
+using RequestMigration.Discovery.Instances;
+using RequestMigration.Serving;
 using RequestMigration.Wire;
 using Shouldly;
 using Xunit;
@@ -12,16 +15,20 @@ namespace RequestMigration.Tests.BadInput;
 /// </summary>
 public sealed class HostileInputTests : IAsyncLifetime
 {
+    private const string GonePath = "test/echo/gone";
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private readonly List<IAsyncDisposable> _owned = [];
+    private readonly GoneHandler _gone = new();
     private EchoServer? _server;
 
     private EchoServer Server => _server ?? throw new InvalidOperationException("not started");
 
-    public async ValueTask InitializeAsync() => _server = await EchoServer.StartAsync();
+    public async ValueTask InitializeAsync() =>
+        _server = await EchoServer.StartAsync(endpoints: s => s.AddEndpoint<string, string>(EndpointId.Parse(GonePath), _gone.HandleAsync));
 
     public async ValueTask DisposeAsync()
     {
+        _gone.Release();
         foreach (var d in _owned)
         {
             await d.DisposeAsync();
@@ -179,6 +186,27 @@ public sealed class HostileInputTests : IAsyncLifetime
         ShouldHaveLoggedNoErrors();
     }
 
+    [Fact]
+    public async Task A_consumer_that_disconnects_while_the_handler_awaits_between_items_cancels_it_its_finally_runs_and_nothing_is_logged_as_an_error()
+    {
+        var conn = await RawConnection.ConnectTlsAsync(Server.EndPoint);
+        var requestId = Guid.NewGuid().ToString("N");
+        await conn.SendAsync(RawConnection.Frame((byte)FrameType.Request, RawConnection.RequestPayload(GonePath, RawConnection.Json("go"), requestId)));
+        await _gone.BetweenItems.Task.WaitAsync(Timeout);
+
+        await conn.DisposeAsync();
+
+        await _gone.Cancelled.Task.WaitAsync(Timeout);
+        _gone.Release();
+        var finallyRan = await Task.WhenAny(_gone.FinallyRan.Task, Task.Delay(Timeout));
+        finallyRan.ShouldBe(_gone.FinallyRan.Task, $"the handler's finally never ran\n{Server.Logs.Dump()}");
+        (await Server.Logs.WaitForAsync($"request {requestId} to {GonePath} cancelled", Timeout)).ShouldBeTrue(Server.Logs.Dump());
+        var line = Server.Logs.Entries.Single(e => e.Message.Contains($"request {requestId} to {GonePath} cancelled", StringComparison.Ordinal));
+        ((int)line.Level).ShouldBeLessThanOrEqualTo((int)LogLevel.Information, line.Message);
+        line.Message.ShouldContain("consumer", Case.Insensitive, line.Message);
+        ShouldHaveLoggedNoErrors();
+    }
+
     /// <summary>Bad input is expected traffic: warnings, never errors (those mean the server itself failed).</summary>
     private void ShouldHaveLoggedNoErrors() => Server.Logs.Errors.ShouldBeEmpty(Server.Logs.Dump());
 
@@ -204,5 +232,43 @@ public sealed class HostileInputTests : IAsyncLifetime
         var value = await create;
         _owned.Add(value);
         return value;
+    }
+
+    /// <summary>
+    /// Yields an item, then is busy until the consumer has gone, then awaits something that ignores the
+    /// request's token (as non-cancellable work would) before its next item. So the flush of the first item,
+    /// which starts when the handler first awaits, meets a consumer that is gone while the handler is
+    /// suspended between items: the race a fuzzer hits, made deterministic.
+    /// </summary>
+    private sealed class GoneHandler
+    {
+        private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource BetweenItems { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource FinallyRan { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release() => _gate.TrySetResult();
+
+        public async IAsyncEnumerable<string> HandleAsync(string request, RequestContext context)
+        {
+            using var registration = context.CancellationToken.Register(() => Cancelled.TrySetResult());
+            try
+            {
+                // Off the session's read loop, which must go on reading to notice the consumer leave.
+                await Task.Yield();
+                yield return "first";
+                BetweenItems.TrySetResult();
+                context.CancellationToken.WaitHandle.WaitOne(Timeout);
+                await _gate.Task;
+                yield return "after";
+            }
+            finally
+            {
+                FinallyRan.TrySetResult();
+            }
+        }
     }
 }
