@@ -1,10 +1,11 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Diagnostics;
 using RequestMigration.Serving;
 
 namespace Examples.Server;
 
-/// <summary>Streams one item per input character; fails after 2 items when the failure mode says so.</summary>
+/// <summary>Streams one item per input character (Unicode scalar); fails after 2 items when the failure mode says so.</summary>
 internal sealed partial class GenerateHandler(string serverName, FailureMode mode, TimeSpan itemDelay, TimeProvider time, ILogger<GenerateHandler> logger)
 {
     /// <summary>How many items a failing request sends before its stream is cut.</summary>
@@ -16,13 +17,22 @@ internal sealed partial class GenerateHandler(string serverName, FailureMode mod
     {
         var number = Interlocked.Increment(ref _requests);
         var fail = mode == FailureMode.Always || (mode == FailureMode.First && number == 1);
-        LogRequest(context.RequestId, context.Attempt, context.ConnectionId, input.Length);
+        LogRequest(LogValues.Sanitize(context.RequestId), context.Attempt, context.ConnectionId, input.Length);
         var sent = 0;
 
-        // A migrated request (router with DYN_MIGRATION=true) continues where the failed attempt stopped.
-        var resumeFrom = (int)Math.Min(context.ResumeFrom, input.Length);
-        foreach (var c in input.AsSpan(resumeFrom).ToString())
+        // One item per Unicode scalar (Rune), like the original's Rust chars(): going by UTF-16 char would
+        // split a character outside the Basic Multilingual Plane (emoji) into two lone surrogates, each
+        // sent as U+FFFD. A migrated request (router with DYN_MIGRATION=true) continues where the failed
+        // attempt stopped: ResumeFrom counts items delivered, so that many Runes are skipped, not chars.
+        var skip = context.ResumeFrom;
+        foreach (var c in input.EnumerateRunes())
         {
+            if (skip > 0)
+            {
+                skip--;
+                continue;
+            }
+
             if (fail && sent == ItemsBeforeFailure)
             {
                 LogSimulating(ItemsBeforeFailure, serverName);

@@ -37,6 +37,17 @@ public sealed class RuntimeOptions
     /// <summary>Largest frame accepted or sent (<c>DYN_MAX_FRAME_BYTES</c>). Default 16 MiB.</summary>
     public int MaxFrameSize { get; set; } = 16 * 1024 * 1024;
 
+    /// <summary>
+    /// Most bytes a server holds, summed over all its connections, for request frames that are still arriving
+    /// (<c>DYN_MAX_BUFFERED_BYTES</c>). Without it, peers that each send most of one <see cref="MaxFrameSize"/>
+    /// frame and stop pin that much memory per connection. A connection whose incomplete frame would take the
+    /// total over the limit gets an <see cref="Wire.ErrorCode.Unavailable"/> error frame (routers try another
+    /// instance) and is closed. Frames of up to 16 KiB are not counted: they fit in the read buffer each
+    /// connection has anyway, so small requests are served even while the limit is reached. Default 64 MiB;
+    /// zero disables the limit; otherwise at least <see cref="MaxFrameSize"/>, so the largest frame can arrive.
+    /// </summary>
+    public long MaxBufferedRequestBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Time allowed to connect and finish a TLS handshake. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -99,6 +110,11 @@ public sealed class RuntimeOptions
             MaxFrameSize = EnvironmentValues.ParseInt("DYN_MAX_FRAME_BYTES", max, 1024, int.MaxValue);
         }
 
+        if (environment("DYN_MAX_BUFFERED_BYTES") is { Length: > 0 } buffered)
+        {
+            MaxBufferedRequestBytes = EnvironmentValues.ParseLong("DYN_MAX_BUFFERED_BYTES", buffered, 0, long.MaxValue);
+        }
+
         if (environment("DYN_DRAIN_TIMEOUT_SECS") is { Length: > 0 } drain)
         {
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
@@ -141,6 +157,11 @@ public sealed class RuntimeOptions
             throw new ArgumentOutOfRangeException(nameof(MaxFrameSize), MaxFrameSize, "must be at least 1024 bytes");
         }
 
+        if (MaxBufferedRequestBytes < 0 || (MaxBufferedRequestBytes > 0 && MaxBufferedRequestBytes < MaxFrameSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxBufferedRequestBytes), MaxBufferedRequestBytes, $"MaxBufferedRequestBytes (DYN_MAX_BUFFERED_BYTES) must be 0 (no limit) or at least MaxFrameSize ({MaxFrameSize}), or the largest frame could never arrive");
+        }
+
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "must be positive");
@@ -180,6 +201,11 @@ internal static class EnvironmentValues
 
     public static int ParseInt(string name, string value, int min, int max) =>
         int.TryParse(value.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new ArgumentException($"{name}='{value}' is not a whole number between {min} and {max}", name);
+
+    public static long ParseLong(string name, string value, long min, long max) =>
+        long.TryParse(value.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
             ? n
             : throw new ArgumentException($"{name}='{value}' is not a whole number between {min} and {max}", name);
 

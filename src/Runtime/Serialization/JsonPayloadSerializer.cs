@@ -16,11 +16,21 @@ public sealed class JsonPayloadSerializer : IPayloadSerializer
 
     private readonly JsonSerializerOptions _options;
 
+    // What JsonSerializer.Deserialize(span, options) would use; reading with a Utf8JsonReader of our own
+    // must accept the same comments and trailing commas, no more.
+    private readonly JsonReaderOptions _readerOptions;
+
     /// <summary>Creates a serializer; default options use web defaults (camelCase) with reflection fallback.</summary>
     public JsonPayloadSerializer(JsonSerializerOptions? options = null)
     {
         _options = options ?? new JsonSerializerOptions(JsonSerializerDefaults.Web) { TypeInfoResolver = new DefaultJsonTypeInfoResolver() };
         _options.MakeReadOnly(populateMissingResolver: true);
+        _readerOptions = new JsonReaderOptions
+        {
+            AllowTrailingCommas = _options.AllowTrailingCommas,
+            CommentHandling = _options.ReadCommentHandling,
+            MaxDepth = _options.MaxDepth,
+        };
     }
 
     /// <summary>A shared instance with default options.</summary>
@@ -53,10 +63,20 @@ public sealed class JsonPayloadSerializer : IPayloadSerializer
     }
 
     /// <inheritdoc />
+    /// <exception cref="JsonException">The payload is not one JSON value of type <typeparamref name="T"/>, or has anything but whitespace after it.</exception>
     public T Deserialize<T>(ReadOnlySequence<byte> payload)
     {
-        var reader = payload.IsSingleSegment ? new Utf8JsonReader(payload.FirstSpan) : new Utf8JsonReader(payload);
-        return JsonSerializer.Deserialize(ref reader, TypeInfo<T>())!;
+        var reader = payload.IsSingleSegment ? new Utf8JsonReader(payload.FirstSpan, _readerOptions) : new Utf8JsonReader(payload, _readerOptions);
+        var value = JsonSerializer.Deserialize(ref reader, TypeInfo<T>())!;
+
+        // Deserialize(ref reader) stops after the first value, so `"a" trailing` or `"a""b"` would pass as
+        // "a". Reading on throws for anything after it but whitespace (and comments the options skip).
+        if (reader.Read())
+        {
+            throw new JsonException($"unexpected {reader.TokenType} after the JSON value at byte {reader.TokenStartIndex}");
+        }
+
+        return value;
     }
 
     private JsonTypeInfo<T> TypeInfo<T>()

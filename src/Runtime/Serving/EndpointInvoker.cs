@@ -59,7 +59,19 @@ internal sealed class EndpointInvoker<TRequest, TResponse>(
                 {
                     // The producer is about to wait: send what we have now. A producer that is never
                     // waiting gets its items batched into few writes and TLS records instead.
-                    await flush(ct).ConfigureAwait(false);
+                    try
+                    {
+                        await flush(ct).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        // The handler is still running (suspended inside MoveNextAsync), and an async iterator
+                        // cannot be disposed then: DisposeAsync would throw NotSupportedException, hiding this
+                        // exception and never running the handler's finally. A failed flush has fired the
+                        // handler's token (the session sees to that), so wait for it to stop first.
+                        await WaitQuietlyAsync(move).ConfigureAwait(false);
+                        throw;
+                    }
                 }
 
                 if (!await move.ConfigureAwait(false))
@@ -89,6 +101,19 @@ internal sealed class EndpointInvoker<TRequest, TResponse>(
         finally
         {
             await items.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // What the handler does after the consumer is gone no longer matters; the flush's exception says why
+    // the response ended.
+    private static async ValueTask WaitQuietlyAsync(ValueTask<bool> move)
+    {
+        try
+        {
+            await move.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
         }
     }
 }

@@ -46,6 +46,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
         _logger = runtime.LoggerFactory.CreateLogger<EndpointServer>();
         MaxFrameSize = runtime.Options.MaxFrameSize;
         IdleTimeout = runtime.Options.IdleTimeout;
+        RequestBuffers = new Wire.BufferBudget(runtime.Options.MaxBufferedRequestBytes);
     }
 
     /// <summary>This server's instance id (valid after <see cref="StartAsync"/>).</summary>
@@ -63,6 +64,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
     internal int MaxFrameSize { get; }
 
     internal TimeSpan IdleTimeout { get; }
+
+    /// <summary>Bytes all sessions hold for request frames still arriving, against <see cref="RuntimeOptions.MaxBufferedRequestBytes"/>.</summary>
+    internal Wire.BufferBudget RequestBuffers { get; }
 
     internal TimeProvider Time => _runtime.Time;
 

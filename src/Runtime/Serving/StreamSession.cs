@@ -27,6 +27,23 @@ internal sealed class StreamSession
     // next request on a TCP connection even though the handler task has not returned yet.
     private volatile bool _responseEnded;
 
+    // Set by the read loop when the peer broke the protocol while a response was in progress: the loop
+    // stops the handler, then ends the response itself with an error frame naming the problem.
+    private volatile bool _rejecting;
+
+    // A flush to the peer was interrupted: what reached the wire may end inside a frame, so no frame can
+    // follow and the stream can only be reset.
+    private volatile bool _flushInterrupted;
+
+    // The last response was cut (stream reset) rather than ended with End or Error.
+    private volatile bool _responseCut;
+
+    // Why the read loop stopped the running handler, for the log line of its cancellation.
+    private volatile string? _cancelReason;
+
+    // The token source of the request in progress, so a failed write to the consumer can stop the handler.
+    private CancellationTokenSource? _requestCts;
+
     public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
     {
         _server = server;
@@ -34,7 +51,7 @@ internal sealed class StreamSession
         _stream = stream;
         _logger = logger;
         _closed = new CancellationTokenSource(Timeout.InfiniteTimeSpan, server.Time);
-        _reader = new FrameReader(stream, server.MaxFrameSize);
+        _reader = new FrameReader(stream, server.MaxFrameSize, server.RequestBuffers);
         _writer = new FrameWriter(stream, server.MaxFrameSize);
     }
 
@@ -70,25 +87,20 @@ internal sealed class StreamSession
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
-                    if (current is null || current.IsCompleted)
-                    {
-                        await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        // A response is being written; the stream is out of step, so reset it.
-                        _connection.Abort(_stream);
-                    }
-
+                    await RejectStreamAsync(current, currentCts, ex.Code, ex.Message).ConfigureAwait(false);
                     return;
                 }
                 catch (Exception ex) when (ex is OperationCanceledException || TransportErrors.IsBroken(ex))
                 {
+                    _cancelReason = ex is OperationCanceledException
+                        ? "the server closed the stream (stopping or idle)"
+                        : $"the consumer's stream broke ({ex.Message})";
                     return;
                 }
 
                 if (!got)
                 {
+                    _cancelReason = "the consumer closed the stream";
                     return;
                 }
 
@@ -102,9 +114,9 @@ internal sealed class StreamSession
                 if (current is { IsCompleted: false })
                 {
                     RuntimeMetrics.StreamsRejected.Add(1);
-                    var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress";
+                    var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress (one request at a time per stream: send the next after End or Error)";
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
-                    _connection.Abort(_stream);
+                    await RejectStreamAsync(current, currentCts, ErrorCode.BadRequest, msg).ConfigureAwait(false);
                     return;
                 }
 
@@ -119,6 +131,7 @@ internal sealed class StreamSession
 
                 currentCts?.Dispose();
                 currentCts = CancellationTokenSource.CreateLinkedTokenSource(_server.HardStopToken);
+                _requestCts = currentCts;
                 var start = await StartAsync(currentCts.Token).ConfigureAwait(false);
                 if (start is null)
                 {
@@ -209,6 +222,35 @@ internal sealed class StreamSession
         return TrySendErrorAsync(code, message);
     }
 
+    /// <summary>
+    /// Ends the stream after the peer broke the protocol: with an error frame naming the problem, as for any
+    /// malformed input. A handler still writing a response is stopped first, since the error frame can only
+    /// follow once nothing else writes; if one of its writes was cut short, the stream is reset instead.
+    /// </summary>
+    private async Task RejectStreamAsync(Task? current, CancellationTokenSource? currentCts, ErrorCode code, string message)
+    {
+        if (current is { IsCompleted: false })
+        {
+            _rejecting = true;
+            _cancelReason = $"the consumer broke the protocol: {message}";
+            await currentCts!.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await current.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+            }
+
+            if (_responseCut)
+            {
+                return;
+            }
+        }
+
+        await TrySendErrorAsync(code, message).ConfigureAwait(false);
+    }
+
     private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, CancellationToken ct)
     {
         var aborted = false;
@@ -238,14 +280,17 @@ internal sealed class StreamSession
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            Log.Cancelled(_logger, header.RequestId, endpoint);
-            _connection.Abort(_stream);
-            aborted = true;
+            Log.Cancelled(_logger, header.RequestId, endpoint, _cancelReason ?? "the server is stopping");
+            if (!_rejecting || _flushInterrupted)
+            {
+                _connection.Abort(_stream);
+                aborted = true;
+            }
         }
-        catch (PeerWriteException)
+        catch (PeerWriteException ex)
         {
-            // Writing to the consumer failed: it is gone. Nothing to tell anyone.
-            Log.Cancelled(_logger, header.RequestId, endpoint);
+            // Writing to the consumer failed: it is gone. Nothing to tell it; the cause is worth a debug line.
+            Log.Cancelled(_logger, header.RequestId, endpoint, "writing to the consumer failed", ex.InnerException);
             _connection.Abort(_stream);
             aborted = true;
         }
@@ -265,12 +310,15 @@ internal sealed class StreamSession
         }
         finally
         {
-            if (!_responseEnded && !aborted)
+            if (!_responseEnded && !aborted && !_rejecting)
             {
                 // Backstop: a response must end with End or Error, or the stream is reset, never left open
-                // with the consumer waiting.
+                // with the consumer waiting. (When rejecting, the read loop sends the Error.)
                 _connection.Abort(_stream);
+                aborted = true;
             }
+
+            _responseCut = aborted;
 
             _busy = false;
             _writer.Trim();
@@ -314,13 +362,29 @@ internal sealed class StreamSession
     /// </summary>
     private async ValueTask FlushToPeerAsync(CancellationToken ct)
     {
+        // Cancelled before writing anything leaves the stream in step, so an error frame can still follow.
+        ct.ThrowIfCancellationRequested();
         try
         {
             await _writer.FlushAsync(ct).ConfigureAwait(false);
         }
-        catch (Exception ex) when (TransportErrors.IsBroken(ex))
+        catch (OperationCanceledException)
         {
-            throw new PeerWriteException(ex);
+            _flushInterrupted = true;
+            throw;
+        }
+        catch (Exception ex)
+        {
+            _flushInterrupted = true;
+
+            // The handler may be suspended between items; it can only be disposed once it stops, so stop it.
+            await _requestCts!.CancelAsync().ConfigureAwait(false);
+            if (TransportErrors.IsBroken(ex))
+            {
+                throw new PeerWriteException(ex);
+            }
+
+            throw;
         }
     }
 

@@ -10,16 +10,29 @@ namespace RequestMigration.Wire;
 /// After <see cref="ReadAsync"/> returns true, <see cref="Type"/> and <see cref="Payload"/> are valid
 /// until the next call. Not thread-safe: one reader per stream.
 /// </summary>
-internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDisposable
+/// <param name="stream">The stream to read; left open on dispose.</param>
+/// <param name="maxFrameSize">Largest payload accepted.</param>
+/// <param name="budget">Shared by a server's connections: bytes held for incomplete frames are charged to it (null: not counted).</param>
+/// <param name="pool">Where the pipe rents its buffers (null: the shared pool).</param>
+internal sealed class FrameReader(Stream stream, int maxFrameSize, BufferBudget? budget = null, MemoryPool<byte>? pool = null) : IAsyncDisposable
 {
+    /// <summary>Incomplete frames up to this size (header included) are not charged to the budget: they fit in the first pipe buffer.</summary>
+    public const int UncountedFrameSize = ReadBufferSize;
+
+    private const int ReadBufferSize = 16 * 1024;
+
     // Zero-byte reads: an idle stream waits for data without holding a pooled 16 KiB buffer.
-    private readonly PipeReader _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true));
+    private readonly PipeReader _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(pool, bufferSize: ReadBufferSize, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true));
     // Invariant: while _held is true we own a ReadResult (its buffer starts at _buffer.Start for the
     // unparsed part) and have not called AdvanceTo. Frames handed out point into that buffer, so they
     // stay valid until the next ReadAsync needs more bytes and releases it.
     private ReadOnlySequence<byte> _buffer;
     private bool _held;
     private bool _completed;
+    // Size (header included) of the frame at the start of _buffer when TryParse found it incomplete; 0 otherwise.
+    private long _pendingFrame;
+    // Bytes of the incomplete frame now charged to the budget; given back when it completes or on dispose.
+    private long _charged;
 
     public FrameType Type { get; private set; }
 
@@ -38,6 +51,8 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
             {
                 if (TryParse())
                 {
+                    // Complete: it is handed out and released by the next read, no longer "arriving".
+                    Uncharge();
                     return true;
                 }
 
@@ -51,6 +66,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
                     throw Truncated();
                 }
 
+                Charge();
                 _reader.AdvanceTo(_buffer.Start, _buffer.End);
                 _held = false;
             }
@@ -64,6 +80,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
 
     private bool TryParse()
     {
+        _pendingFrame = 0;
         if (_buffer.Length < FrameWriter.HeaderSize)
         {
             return false;
@@ -85,6 +102,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
 
         if (_buffer.Length < FrameWriter.HeaderSize + length)
         {
+            _pendingFrame = FrameWriter.HeaderSize + length;
             return false;
         }
 
@@ -92,6 +110,40 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
         Payload = _buffer.Slice(FrameWriter.HeaderSize, length);
         _buffer = _buffer.Slice(Payload.End);
         return true;
+    }
+
+    /// <summary>Charges the bytes now held for the incomplete frame at the start of the buffer to the budget.</summary>
+    /// <exception cref="ProtocolException">The budget cannot take them (<see cref="ErrorCode.Unavailable"/>).</exception>
+    private void Charge()
+    {
+        if (budget is null || _pendingFrame <= UncountedFrameSize)
+        {
+            return;
+        }
+
+        // The header is not counted, so a budget of MaxFrameSize always fits one largest frame.
+        var held = _buffer.Length - FrameWriter.HeaderSize;
+        if (held > _charged)
+        {
+            if (!budget.TryAdd(held - _charged))
+            {
+                throw new ProtocolException(
+                    $"server busy: a request frame of {_pendingFrame - FrameWriter.HeaderSize} bytes, {held} of them received, would take the bytes held for incomplete frames "
+                    + $"over the server's limit of {budget.Limit} (MaxBufferedRequestBytes, DYN_MAX_BUFFERED_BYTES); {budget.InUse} are held now",
+                    ErrorCode.Unavailable);
+            }
+
+            _charged = held;
+        }
+    }
+
+    private void Uncharge()
+    {
+        if (_charged > 0)
+        {
+            budget!.Release(_charged);
+            _charged = 0;
+        }
     }
 
     private ProtocolException Truncated()
@@ -121,6 +173,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
 
     public async ValueTask DisposeAsync()
     {
+        Uncharge();
         if (_held)
         {
             _reader.AdvanceTo(_buffer.End);
@@ -129,4 +182,43 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize) : IAsyncDispo
 
         await _reader.CompleteAsync().ConfigureAwait(false);
     }
+}
+
+/// <summary>
+/// A limit on bytes held, shared by the frame readers of one server (<see cref="RuntimeOptions.MaxBufferedRequestBytes"/>).
+/// Thread-safe.
+/// </summary>
+/// <param name="limit">Most bytes held at once; 0 means no limit (only counted).</param>
+internal sealed class BufferBudget(long limit)
+{
+    private long _inUse;
+
+    public long Limit => limit;
+
+    /// <summary>Bytes charged now.</summary>
+    public long InUse => Volatile.Read(ref _inUse);
+
+    /// <summary>Charges <paramref name="bytes"/> unless that would go over the limit.</summary>
+    public bool TryAdd(long bytes)
+    {
+        var current = Volatile.Read(ref _inUse);
+        while (true)
+        {
+            var next = current + bytes;
+            if (limit > 0 && next > limit)
+            {
+                return false;
+            }
+
+            var seen = Interlocked.CompareExchange(ref _inUse, next, current);
+            if (seen == current)
+            {
+                return true;
+            }
+
+            current = seen;
+        }
+    }
+
+    public void Release(long bytes) => Interlocked.Add(ref _inUse, -bytes);
 }

@@ -42,7 +42,8 @@ internal sealed class EchoServer : IAsyncDisposable
 
     public PushRouter<EchoRequest, string> Router { get; }
 
-    public static async Task<EchoServer> StartAsync(int maxFrameSize = 16 * 1024 * 1024)
+    /// <summary>Starts a server; <paramref name="configure"/> adjusts the options, <paramref name="endpoints"/> adds endpoints next to <see cref="Path"/>.</summary>
+    public static async Task<EchoServer> StartAsync(int maxFrameSize = 16 * 1024 * 1024, Action<RuntimeOptions>? configure = null, Action<EndpointServer>? endpoints = null)
     {
         var logs = new CapturedLogs();
         var loggerFactory = LoggerFactory.Create(b => b.AddProvider(logs).SetMinimumLevel(LogLevel.Trace));
@@ -58,10 +59,12 @@ internal sealed class EchoServer : IAsyncDisposable
         options.Tls.CaCertificateFile = System.IO.Path.Combine(certs, "ca.pem");
         options.Tls.CertificateFile = System.IO.Path.Combine(certs, "server.pem");
         options.Tls.PrivateKeyFile = System.IO.Path.Combine(certs, "server-key.pem");
+        configure?.Invoke(options);
         var runtime = new RequestMigrationRuntime(options, loggerFactory);
         try
         {
             var server = runtime.CreateServer().AddEndpoint<EchoRequest, string>(EndpointId.Parse(Path), EchoAsync);
+            endpoints?.Invoke(server);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
             await server.StartAsync(cts.Token);
             return new EchoServer(runtime, server, logs, loggerFactory);

@@ -116,10 +116,10 @@ internal sealed class RawConnection : IAsyncDisposable
     }
 
     /// <summary>A Request frame payload: the runtime's <see cref="RequestHeader"/> followed by <paramref name="body"/>.</summary>
-    public static byte[] RequestPayload(string endpointPath, ReadOnlySpan<byte> body, string? requestId = null)
+    public static byte[] RequestPayload(string endpointPath, ReadOnlySpan<byte> body, string? requestId = null, ReadOnlyMemory<byte> resume = default)
     {
         var w = new ArrayBufferWriter<byte>();
-        new RequestHeader(endpointPath, requestId ?? Guid.NewGuid().ToString("N"), 1, ReadOnlyMemory<byte>.Empty).Write(w);
+        new RequestHeader(endpointPath, requestId ?? Guid.NewGuid().ToString("N"), 1, resume).Write(w);
         w.Write(body);
         return w.WrittenSpan.ToArray();
     }
