@@ -19,7 +19,11 @@ public sealed class DiscoveryOptions
     /// <summary>The backend (<c>DYN_STORE_KV</c>); default <see cref="StoreKind.File"/>.</summary>
     public StoreKind Store { get; set; } = StoreKind.File;
 
-    /// <summary>TTL of each process's primary lease; a dead process disappears about this long after it died. Default 10 s.</summary>
+    /// <summary>
+    /// TTL of each process's primary lease (<c>DYN_LEASE_TTL_SECS</c>): a process killed without deregistering
+    /// disappears from discovery about this long after it died. Default 10 s, as in the seed; at least 1 s (etcd
+    /// may round very short TTLs up to its own minimum).
+    /// </summary>
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
@@ -37,7 +41,7 @@ public sealed class DiscoveryOptions
     public EtcdStoreOptions Etcd { get; set; } = new();
 
     /// <summary>
-    /// Applies <c>DYN_STORE_KV</c>, <c>DYN_FILE_KV</c>, <c>ETCD_ENDPOINTS</c> and <c>DYN_STORE_STARTUP_TIMEOUT_SECS</c>
+    /// Applies <c>DYN_STORE_KV</c>, <c>DYN_FILE_KV</c>, <c>ETCD_ENDPOINTS</c>, <c>DYN_LEASE_TTL_SECS</c> and <c>DYN_STORE_STARTUP_TIMEOUT_SECS</c>
     /// from <paramref name="environment"/> (default: the process environment) over the current values.
     /// </summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it and lists valid values.</exception>
@@ -58,6 +62,16 @@ public sealed class DiscoveryOptions
         {
             Etcd.Endpoints = EtcdStoreOptions.ParseEndpoints(endpoints);
             EtcdEndpointsFromEnvironment = true;
+        }
+
+        if (environment("DYN_LEASE_TTL_SECS") is { Length: > 0 } ttl)
+        {
+            if (!double.TryParse(ttl, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || !double.IsFinite(seconds) || seconds < 1 || seconds > 3600)
+            {
+                throw new ArgumentException($"DYN_LEASE_TTL_SECS='{ttl}' is not a number of seconds between 1 and 3600", "DYN_LEASE_TTL_SECS");
+            }
+
+            LeaseTtl = TimeSpan.FromSeconds(seconds);
         }
 
         if (environment(StartupTimeoutEnvironmentVariable) is { Length: > 0 } startup)

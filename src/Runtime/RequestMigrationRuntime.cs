@@ -67,9 +67,11 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
     public LoadBalancingPolicyRegistry LoadBalancingPolicies { get; } = new();
 
     /// <summary>Creates a server; add endpoints to it, then start it. The runtime stops it when disposed.</summary>
-    public EndpointServer CreateServer()
+    /// <param name="options">Server options (validated here); defaults plus <c>DYN_INSTANCE_TAGS</c> when omitted.</param>
+    /// <exception cref="ArgumentException">An option is invalid (say, malformed tags).</exception>
+    public EndpointServer CreateServer(ServerOptions? options = null)
     {
-        var server = new EndpointServer(this);
+        var server = new EndpointServer(this, options ?? new ServerOptions().ApplyEnvironment());
         lock (_gate)
         {
             _servers.Add(server);

@@ -37,6 +37,13 @@ public sealed record InstanceRecord
     [JsonPropertyName("alternates")]
     public IReadOnlyList<InstanceAddress> Alternates { get; init; } = [];
 
+    /// <summary>
+    /// Tags routers filter on (<c>role=worker</c>, <c>label=worker-a</c>; see <see cref="InstanceTags"/> for the
+    /// limits). Empty for records of older servers.
+    /// </summary>
+    [JsonPropertyName("tags")]
+    public IReadOnlyDictionary<string, string> Tags { get; init; } = InstanceTags.None;
+
     /// <summary>Free-form labels (e.g. a server name or a role).</summary>
     [JsonPropertyName("metadata")]
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();

@@ -100,6 +100,8 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
             throw new ArgumentException($"record instance id {record.InstanceId:x} is not this registrar's {InstanceId:x}", nameof(record));
         }
 
+        InstanceTags.Validate(record.Tags, $"tags of instance {record.InstanceId:x}");
+
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);

@@ -124,7 +124,8 @@ public sealed partial class InstanceRegistry(IKeyValueStore store, ILogger<Insta
                 return false;
             }
 
-            record = decoded;
+            // Older servers wrote no tags (or alternates); a JSON null reads as none rather than as a broken record.
+            record = decoded with { Tags = decoded.Tags ?? InstanceTags.None, Alternates = decoded.Alternates ?? [], Metadata = decoded.Metadata ?? InstanceTags.None };
             return true;
         }
         catch (JsonException ex)

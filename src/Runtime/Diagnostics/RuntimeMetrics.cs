@@ -22,5 +22,9 @@ public static class RuntimeMetrics
 
     internal static readonly Counter<long> Failovers = s_meter.CreateCounter<long>("rm.router.failovers", description: "Failed attempts retried on another instance");
 
+    internal static readonly Counter<long> MembershipEventsDropped = s_meter.CreateCounter<long>("rm.router.membership_events_dropped", description: "Membership events dropped because a subscriber fell behind");
+
+    internal static readonly Counter<long> HeartbeatFailures = s_meter.CreateCounter<long>("rm.router.heartbeat_failures", description: "Instances declared failed by heartbeat failure detection");
+
     internal static readonly Counter<long> InstancesInhibited = s_meter.CreateCounter<long>("rm.router.inhibited", description: "Instances reported down");
 }

@@ -2,15 +2,18 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
+using RequestMigration.Membership;
 
 namespace RequestMigration.Health;
 
 /// <summary>
-/// The two-tier instance view of one endpoint: <see cref="Source"/> is what discovery says exists;
-/// <see cref="Available"/> is the routable subset. <see cref="ReportInstanceDown"/> takes one instance out of
-/// <see cref="Available"/> for <see cref="InhibitDuration"/> from that moment; each instance returns on its
-/// own deadline. Discovery changes update <see cref="Source"/> at once (new instances become available,
-/// removed ones leave) but never bring an inhibited instance back early.
+/// The two-tier instance view of one endpoint: <see cref="Source"/> is what discovery says exists (and the
+/// router's tag filter lets through); <see cref="Available"/> is the routable subset.
+/// <see cref="ReportInstanceDown(ulong)"/> takes one instance out of <see cref="Available"/> for
+/// <see cref="InhibitDuration"/> from that moment; each instance returns on its own deadline. Discovery
+/// changes update <see cref="Source"/> at once (new instances become available, removed ones leave) but never
+/// bring an inhibited instance back early. Every change is also published as a <see cref="MembershipEvent"/>
+/// (<see cref="WatchEventsAsync"/>).
 /// </summary>
 /// <remarks>
 /// Readers never lock: the lists are immutable arrays swapped under <c>_gate</c>, so a router picking an
@@ -24,6 +27,9 @@ public sealed partial class InstanceAvailability : IDisposable
     private readonly TimeProvider _time;
     private readonly ITimer? _timer;
     private readonly KeyValuePair<string, object?> _endpointTag;
+    private readonly IReadOnlyDictionary<string, string> _filter;
+    private readonly ConsecutiveFailuresPolicy _health;
+    private readonly MembershipEventHub _events;
 
     // Invariants (under _gate): _states holds exactly the instances of _sourceStates; _availableStates is the
     // subset of _sourceStates whose InhibitedUntil has passed, in the same (id) order; the record arrays
@@ -46,14 +52,20 @@ public sealed partial class InstanceAvailability : IDisposable
     /// <param name="inhibitDuration">How long a reported instance stays out; <see cref="TimeSpan.Zero"/> disables inhibiting.</param>
     /// <param name="timeProvider">Clock for the inhibit deadlines.</param>
     /// <param name="logger">Logger.</param>
-    internal InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger)
+    /// <param name="filter">Tags an instance must have to be in the view; null or empty for all.</param>
+    /// <param name="failuresBeforeInhibit">Failed attempts in a row before an instance is inhibited (passive health).</param>
+    internal InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger, IReadOnlyDictionary<string, string>? filter = null, int failuresBeforeInhibit = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(inhibitDuration, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(failuresBeforeInhibit, 1);
         Endpoint = endpoint;
         InhibitDuration = inhibitDuration;
         _time = timeProvider;
         _logger = logger;
         _endpointTag = new("endpoint", endpoint.Path);
+        _filter = filter ?? InstanceTags.None;
+        _health = new ConsecutiveFailuresPolicy(failuresBeforeInhibit);
+        _events = new MembershipEventHub(endpoint.Path, logger);
         if (inhibitDuration > TimeSpan.Zero)
         {
             _timer = timeProvider.CreateTimer(static s => ((InstanceAvailability)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -75,7 +87,32 @@ public sealed partial class InstanceAvailability : IDisposable
     /// <summary>Completes when discovery has delivered its initial snapshot.</summary>
     public Task Synced => _synced.Task;
 
+    /// <summary>Tags an instance needs to be in this view (empty: none needed).</summary>
+    public IReadOnlyDictionary<string, string> Filter => _filter;
+
     internal InstanceState[] AvailableStates => Volatile.Read(ref _availableStates);
+
+    /// <summary>Completes at the next change of <see cref="Available"/> (or of the source).</summary>
+    internal Task Changed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _changed.Task;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Membership events from now on (<see cref="MembershipEventKind.Joined"/>, <c>Left</c>, <c>Failed</c>,
+    /// <c>Recovered</c>), in the order they happened, until <paramref name="cancellationToken"/> is cancelled or
+    /// the router is disposed. The subscription starts when this method is called, not at the first
+    /// <c>MoveNextAsync</c>. A subscriber that falls more than 1024 events behind loses the oldest ones (counted
+    /// and logged); routing never waits for a subscriber. For the state at subscription time read
+    /// <see cref="Source"/> and <see cref="Available"/>.
+    /// </summary>
+    public IAsyncEnumerable<MembershipEvent> WatchEventsAsync(CancellationToken cancellationToken = default) => _events.Subscribe(cancellationToken);
 
     internal int SourceCount => Volatile.Read(ref _sourceStates).Length;
 
@@ -93,14 +130,15 @@ public sealed partial class InstanceAvailability : IDisposable
     {
         lock (_gate)
         {
+            var now = _time.GetUtcNow();
             switch (change.Kind)
             {
                 case InstanceChangeKind.Upserted:
                     _resync?.Add(change.InstanceId);
-                    Upsert(change.Record!);
+                    Upsert(change.Record!, now);
                     break;
                 case InstanceChangeKind.Removed:
-                    _states.Remove(change.InstanceId);
+                    RemoveLocked(change.InstanceId, "removed from discovery (deregistered or lease expired)", now);
                     break;
                 case InstanceChangeKind.Synced:
                     if (_resync is { } seen)
@@ -108,7 +146,7 @@ public sealed partial class InstanceAvailability : IDisposable
                         _resync = null;
                         foreach (var id in _states.Keys.Where(id => !seen.Contains(id)).ToList())
                         {
-                            _states.Remove(id);
+                            RemoveLocked(id, "gone from discovery while the watch was reconnecting", now);
                         }
                     }
 
@@ -117,33 +155,63 @@ public sealed partial class InstanceAvailability : IDisposable
             }
 
             _sourceStates = [.. _states.Values.OrderBy(s => s.InstanceId)];
-            RebuildLocked(_time.GetUtcNow());
+            RebuildLocked(now);
         }
     }
 
     /// <summary>
     /// Takes an instance out of <see cref="Available"/> for <see cref="InhibitDuration"/> from now (logging
-    /// <c>inhibiting instance {id}</c>). Returns false when inhibiting is disabled or the instance is not available.
+    /// <c>inhibiting instance {id}</c>, publishing <see cref="MembershipEventKind.Failed"/>). Returns false when
+    /// inhibiting is disabled or the instance is not available.
     /// </summary>
-    public bool ReportInstanceDown(ulong instanceId)
+    public bool ReportInstanceDown(ulong instanceId) => ReportInstanceDown(instanceId, "reported down");
+
+    internal bool ReportInstanceDown(ulong instanceId, string reason)
     {
-        if (InhibitDuration == TimeSpan.Zero)
+        lock (_gate)
         {
-            return false;
+            return InhibitLocked(instanceId, reason);
+        }
+    }
+
+    /// <summary>
+    /// An attempt on the instance failed (passive health): it is inhibited once
+    /// <see cref="Routing.RouterOptions.FailuresBeforeInhibit"/> failures in a row are reached. True when it was inhibited now.
+    /// </summary>
+    internal bool ReportFailure(ulong instanceId, string reason)
+    {
+        lock (_gate)
+        {
+            return _states.TryGetValue(instanceId, out var state) && _health.OnFailure(state) && InhibitLocked(instanceId, reason);
+        }
+    }
+
+    /// <summary>An attempt on the instance completed: its failure count starts again.</summary>
+    internal void ReportSuccess(InstanceState state)
+    {
+        if (state.ConsecutiveFailures == 0)
+        {
+            return;
         }
 
         lock (_gate)
         {
-            if (!_states.TryGetValue(instanceId, out var state) || !Array.Exists(_availableStates, s => ReferenceEquals(s, state)))
-            {
-                return false;
-            }
+            ConsecutiveFailuresPolicy.OnSuccess(state);
+        }
+    }
 
-            var now = _time.GetUtcNow();
-            state.InhibitedUntil = now + InhibitDuration;
-            RebuildLocked(now);
+    private bool InhibitLocked(ulong instanceId, string reason)
+    {
+        Debug.Assert(_gate.IsHeldByCurrentThread);
+        if (InhibitDuration == TimeSpan.Zero || !_states.TryGetValue(instanceId, out var state) || !Array.Exists(_availableStates, s => ReferenceEquals(s, state)))
+        {
+            return false;
         }
 
+        var now = _time.GetUtcNow();
+        state.InhibitedUntil = now + InhibitDuration;
+        RebuildLocked(now);
+        _events.Publish(new MembershipEvent(MembershipEventKind.Failed, state.Record, now, reason));
         RuntimeMetrics.InstancesInhibited.Add(1, _endpointTag);
         Log.Inhibiting(_logger, instanceId, Endpoint.Path);
         return true;
@@ -223,15 +291,23 @@ public sealed partial class InstanceAvailability : IDisposable
         }
 
         _timer?.Dispose();
+        _events.Complete();
     }
 
     private TimeoutException NoneWithin(TimeSpan timeout) =>
         new($"{Routing.NoInstancesException.MessageFor(Endpoint.Path)} within {timeout.TotalSeconds:0.###} s");
 
-    private void Upsert(InstanceRecord record)
+    private void Upsert(InstanceRecord record, DateTimeOffset now)
     {
+        var matches = InstanceTags.Matches(record.Tags, _filter);
         if (_states.TryGetValue(record.InstanceId, out var existing))
         {
+            if (!matches)
+            {
+                RemoveLocked(record.InstanceId, $"its tags ({InstanceTags.Format(record.Tags)}) no longer match the filter", now);
+                return;
+            }
+
             var old = existing.Record;
             existing.Update(record);
             if (old.Address != record.Address || old.Transport != record.Transport)
@@ -244,7 +320,19 @@ public sealed partial class InstanceAvailability : IDisposable
             return;
         }
 
-        _states[record.InstanceId] = new InstanceState(record);
+        if (matches)
+        {
+            _states[record.InstanceId] = new InstanceState(record);
+            _events.Publish(new MembershipEvent(MembershipEventKind.Joined, record, now));
+        }
+    }
+
+    private void RemoveLocked(ulong instanceId, string reason, DateTimeOffset now)
+    {
+        if (_states.Remove(instanceId, out var state))
+        {
+            _events.Publish(new MembershipEvent(MembershipEventKind.Left, state.Record, now, reason));
+        }
     }
 
     private void OnTimer()
@@ -291,6 +379,16 @@ public sealed partial class InstanceAvailability : IDisposable
         }
 
         var availableStates = available.Count == source.Length ? source : available.ToArray();
+        foreach (var s in availableStates)
+        {
+            if (s.InhibitedUntil != DateTimeOffset.MinValue)
+            {
+                // Its deadline passed (or a reconcile cleared it): back in rotation.
+                s.InhibitedUntil = DateTimeOffset.MinValue;
+                _events.Publish(new MembershipEvent(MembershipEventKind.Recovered, s.Record, now));
+            }
+        }
+
         Volatile.Write(ref _sourceSnapshot, [.. source.Select(s => s.Record)]);
         Volatile.Write(ref _availableStates, availableStates);
         Volatile.Write(ref _available, [.. availableStates.Select(s => s.Record)]);

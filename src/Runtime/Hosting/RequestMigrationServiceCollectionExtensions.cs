@@ -95,7 +95,8 @@ public static class RequestMigrationServiceCollectionExtensions
 
         public async Task StartAsync(CancellationToken cancellationToken)
         {
-            _server = runtime.CreateServer();
+            var config = services.GetService<IConfiguration>();
+            _server = runtime.CreateServer(new ServerOptions().ApplyEnvironment(config is null ? null : name => config[name]));
             foreach (var r in registrations)
             {
                 r.Apply(_server, services);

@@ -25,10 +25,15 @@ internal enum NextStep
 /// knew when the call started, plus one for a stale pooled connection: enough to walk past every dead
 /// instance once, never a loop.
 /// </remarks>
-internal sealed class CallBudget(int maxAttempts, int freeRetries, bool migration)
+internal sealed class CallBudget(int maxAttempts, int freeRetries, bool migration, TimeSpan maxRetryWait = default)
 {
     private HashSet<ulong>? _failedOn;
     private int _freeRetriesLeft = freeRetries;
+
+    /// <summary>What is left of the time this call may wait for an instance to come back.</summary>
+    public TimeSpan RetryWaitLeft { get; private set; } = maxRetryWait;
+
+    public void SpendRetryWait(TimeSpan spent) => RetryWaitLeft = spent >= RetryWaitLeft ? TimeSpan.Zero : RetryWaitLeft - spent;
 
     /// <summary>Counted attempts that failed so far.</summary>
     public int FailedAttempts { get; private set; }

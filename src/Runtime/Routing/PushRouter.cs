@@ -43,7 +43,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         _options = options;
         Endpoint = endpoint;
         _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
-        Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>());
+        Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>(), options.Filter, options.FailuresBeforeInhibit);
         _endpointTag = new("endpoint", endpoint.Path);
         _watch = WatchLoopAsync(_stop.Token);
     }
@@ -83,7 +83,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     private void ReportInstanceDown(ulong instanceId, string error, string requestId, int attempt)
     {
         Log.ReportingDown(_logger, instanceId, error, Endpoint.Path, requestId, attempt);
-        Instances.ReportInstanceDown(instanceId);
+        Instances.ReportInstanceDown(instanceId, error);
     }
 
     /// <summary>Stops watching discovery.</summary>
@@ -112,10 +112,16 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
         var requestId = Guid.NewGuid().ToString("N");
-        var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration);
+        var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration, _options.MaxRetryWait);
         while (true)
         {
             var instance = PickInstance(direct, budget);
+            if (instance is null && await WaitForInstanceAsync(budget, cancellationToken).ConfigureAwait(false))
+            {
+                // One came back (or a new one appeared) within the wait budget: try it; nothing is counted.
+                continue;
+            }
+
             NextStep step;
             if (instance is null)
             {
@@ -152,7 +158,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                     await attempt.DisposeAsync().ConfigureAwait(false);
                 }
 
-                step = OnAttemptEnded(budget, outcome, instance.InstanceId, attempt.ItemsRead, requestId, header.Attempt);
+                step = OnAttemptEnded(budget, outcome, instance, attempt.ItemsRead, requestId, header.Attempt);
                 if (!_options.Migration && (step == NextStep.Retry || (step == NextStep.Fail && !outcome.EndsCall)))
                 {
                     // Without migration the next attempt starts over, so the consumer must know where it begins.
@@ -174,20 +180,84 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         }
     }
 
-    /// <summary>Blames the instance when the outcome says so, and asks the budget what comes next.</summary>
-    private NextStep OnAttemptEnded(CallBudget budget, AttemptOutcome outcome, ulong instanceId, long itemsRead, string requestId, int attempt)
+    /// <summary>Feeds passive health (blaming the instance when the outcome says so) and asks the budget what comes next.</summary>
+    private NextStep OnAttemptEnded(CallBudget budget, AttemptOutcome outcome, InstanceState instance, long itemsRead, string requestId, int attempt)
     {
-        if (outcome.Result == AttemptResult.Draining)
+        if (outcome.Result == AttemptResult.Completed)
+        {
+            Instances.ReportSuccess(instance);
+        }
+        else if (outcome.Result == AttemptResult.Draining)
         {
             // Shutting down and did nothing with the request: leave it alone quietly, it is on its way out.
-            Instances.ReportInstanceDown(instanceId);
+            Instances.ReportInstanceDown(instance.InstanceId, outcome.Error);
         }
         else if (outcome.BlamesInstance)
         {
-            ReportInstanceDown(instanceId, outcome.Error, requestId, attempt);
+            Log.ReportingDown(_logger, instance.InstanceId, outcome.Error, Endpoint.Path, requestId, attempt);
+            Instances.ReportFailure(instance.InstanceId, outcome.Error);
         }
 
-        return budget.OnAttemptEnded(outcome, instanceId, itemsRead);
+        return budget.OnAttemptEnded(outcome, instance.InstanceId, itemsRead);
+    }
+
+    /// <summary>
+    /// Every instance is inhibited: waits, within what is left of <see cref="RouterOptions.MaxRetryWait"/>, for
+    /// one to come back or appear. True when one is available (after a little jitter, so the callers that
+    /// waited don't all land on it in the same instant); false when the budget is spent.
+    /// </summary>
+    private async ValueTask<bool> WaitForInstanceAsync(CallBudget budget, CancellationToken cancellationToken)
+    {
+        var time = _runtime.Time;
+        var started = time.GetTimestamp();
+        var backoff = TimeSpan.FromMilliseconds(50);
+        var logged = false;
+        try
+        {
+            while (true)
+            {
+                var changed = Instances.Changed;
+                if (Instances.AvailableStates.Length > 0)
+                {
+                    var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, 50));
+                    if (jitter < budget.RetryWaitLeft - time.GetElapsedTime(started))
+                    {
+                        await Task.Delay(jitter, time, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    return true;
+                }
+
+                var left = budget.RetryWaitLeft - time.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero)
+                {
+                    return false;
+                }
+
+                if (!logged)
+                {
+                    logged = true;
+                    LogWaitingForInstance(Endpoint.Path, left.TotalSeconds);
+                }
+
+                try
+                {
+                    // Woken by any change; the growing, jittered timeout is a backstop, never the main path.
+                    await changed.WaitAsync(Min(left, backoff), time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                }
+
+                backoff = Min(backoff * (1.5 + Random.Shared.NextDouble()), TimeSpan.FromSeconds(2));
+            }
+        }
+        finally
+        {
+            budget.SpendRetryWait(time.GetElapsedTime(started));
+        }
+
+        static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
     }
 
     /// <summary>The exception a failed call ends with: the attempt's own error, or every attempt used up with the last real error inside.</summary>
@@ -273,6 +343,9 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     }
 
 
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "every instance of endpoint={Endpoint} is inhibited; waiting up to {Seconds:0.#} s for one to come back")]
+    private partial void LogWaitingForInstance(string endpoint, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "discovery watch for endpoint={Endpoint} failed ({Reason}); routing to the last known instances until it recovers")]
     private partial void LogWatchFailed(string endpoint, string reason);

@@ -1,3 +1,4 @@
+using RequestMigration.Discovery.Instances;
 using RequestMigration.LoadBalancing;
 
 namespace RequestMigration.Routing;
@@ -11,6 +12,9 @@ public sealed class RouterOptions
     /// <summary>Environment variable for <see cref="LoadBalancingPolicy"/>.</summary>
     public const string LoadBalancingPolicyEnvironmentVariable = "DYN_LB_POLICY";
 
+    /// <summary>Environment variable for <see cref="Filter"/>: <c>role=worker,zone=b</c>.</summary>
+    public const string FilterEnvironmentVariable = "DYN_ROUTER_FILTER";
+
     /// <summary>Environment variable for <see cref="FirstItemTimeout"/>, in seconds (0 = off).</summary>
     public const string FirstItemTimeoutEnvironmentVariable = "DYN_FIRST_ITEM_TIMEOUT_SECS";
 
@@ -21,6 +25,13 @@ public sealed class RouterOptions
     /// one named instance, call <see cref="PushRouter{TRequest, TResponse}.DirectAsync"/> instead.
     /// </summary>
     public string LoadBalancingPolicy { get; set; } = LoadBalancingPolicies.RoundRobin;
+
+    /// <summary>
+    /// Route only to instances whose tags (<see cref="Discovery.Instances.InstanceRecord.Tags"/>) include every
+    /// pair here (<c>DYN_ROUTER_FILTER</c>, e.g. <c>role=worker</c>). An instance whose tags change moves in or
+    /// out of the router's view as discovery reports it. Default empty: every instance.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Filter { get; set; } = InstanceTags.None;
 
     /// <summary>
     /// Attempts per request, the first included (1..10). Default 3. Retries that cost the request nothing do
@@ -39,6 +50,23 @@ public sealed class RouterOptions
     public TimeSpan InhibitDuration { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// Passive health: how many failed attempts in a row take an instance out of rotation
+    /// (<c>DYN_FAILURES_BEFORE_INHIBIT</c>; 1..100). Default 1: the first failure does, as in the seed. Higher
+    /// values ride out an instance's occasional failure; a request never retries the instance that just
+    /// failed it either way. A success resets the count.
+    /// </summary>
+    public int FailuresBeforeInhibit { get; set; } = 1;
+
+    /// <summary>
+    /// How long one call may wait in total, when a retry finds every instance inhibited, for the earliest to
+    /// come back or a new one to appear (<c>DYN_MAX_RETRY_WAIT_SECS</c>). The wait ends as soon as one is
+    /// available, with a little random jitter so callers don't all return at once, and honours cancellation;
+    /// when the budget is spent the retry fails with <c>no instances found</c> (and the call ends with the last
+    /// real error). Default 10 s, enough for two inhibit periods; zero retries at once as the seed's client does.
+    /// </summary>
+    public TimeSpan MaxRetryWait { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Migrate streams instead of restarting them (<c>DYN_MIGRATION</c>; default off). A retry then carries the
     /// number of items the consumer already has (<see cref="Serving.RequestContext.ResumeFrom"/>), the handler
     /// continues from there, and failed attempts are not shown to the consumer as error items: it sees one
@@ -54,7 +82,7 @@ public sealed class RouterOptions
     /// </summary>
     public TimeSpan? FirstItemTimeout { get; set; }
 
-    /// <summary>Applies <c>DYN_INHIBITED_DURATION_SECS</c>, <c>DYN_MIGRATION</c>, <c>DYN_LB_POLICY</c> and <c>DYN_FIRST_ITEM_TIMEOUT_SECS</c> when set.</summary>
+    /// <summary>Applies the <c>DYN_*</c> router variables named on each property when set.</summary>
     /// <exception cref="ArgumentException">A value is malformed; the message names the variable.</exception>
     public RouterOptions ApplyEnvironment(Func<string, string?>? environment = null)
     {
@@ -72,6 +100,21 @@ public sealed class RouterOptions
         if (environment(LoadBalancingPolicyEnvironmentVariable) is { Length: > 0 } policy)
         {
             LoadBalancingPolicy = policy.Trim();
+        }
+
+        if (environment(FilterEnvironmentVariable) is { Length: > 0 } filter)
+        {
+            Filter = InstanceTags.Parse(filter, FilterEnvironmentVariable);
+        }
+
+        if (environment("DYN_FAILURES_BEFORE_INHIBIT") is { Length: > 0 } failures)
+        {
+            FailuresBeforeInhibit = EnvironmentValues.ParseInt("DYN_FAILURES_BEFORE_INHIBIT", failures, 1, 100);
+        }
+
+        if (environment("DYN_MAX_RETRY_WAIT_SECS") is { Length: > 0 } wait)
+        {
+            MaxRetryWait = EnvironmentValues.ParseSeconds("DYN_MAX_RETRY_WAIT_SECS", wait);
         }
 
         if (environment(FirstItemTimeoutEnvironmentVariable) is { Length: > 0 } first)
@@ -96,11 +139,22 @@ public sealed class RouterOptions
             throw new ArgumentOutOfRangeException(nameof(InhibitDuration), InhibitDuration, "must not be negative");
         }
 
+        if (FailuresBeforeInhibit is < 1 or > 100)
+        {
+            throw new ArgumentOutOfRangeException(nameof(FailuresBeforeInhibit), FailuresBeforeInhibit, "must be between 1 and 100");
+        }
+
+        if (MaxRetryWait < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxRetryWait), MaxRetryWait, "must not be negative");
+        }
+
         if (FirstItemTimeout is { } first && first <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(FirstItemTimeout), first, "must be positive (null turns it off)");
         }
 
+        InstanceTags.Validate(Filter ?? throw new ArgumentNullException(nameof(Filter)), "RouterOptions.Filter (DYN_ROUTER_FILTER)");
         if (string.IsNullOrWhiteSpace(LoadBalancingPolicy))
         {
             throw new ArgumentException("LoadBalancingPolicy (DYN_LB_POLICY) must name a policy", nameof(LoadBalancingPolicy));

@@ -40,8 +40,10 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Stopped,
     }
 
-    internal EndpointServer(RequestMigrationRuntime runtime)
+    internal EndpointServer(RequestMigrationRuntime runtime, ServerOptions options)
     {
+        options.Validate();
+        Tags = options.Tags;
         _runtime = runtime;
         _logger = runtime.LoggerFactory.CreateLogger<EndpointServer>();
         MaxFrameSize = runtime.Options.MaxFrameSize;
@@ -57,6 +59,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     /// <summary>The preferred transport, <c>quic</c> or <c>tcp</c> (valid after <see cref="StartAsync"/>).</summary>
     public string Transport { get; private set; } = string.Empty;
+
+    /// <summary>The tags published in the server's instance records.</summary>
+    public IReadOnlyDictionary<string, string> Tags { get; private set; }
 
     /// <summary>Every transport and address the server listens on, preferred first (valid after <see cref="StartAsync"/>).</summary>
     public IReadOnlyList<InstanceAddress> Addresses { get; private set; } = [];
@@ -202,8 +207,31 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Transport = Transport,
         Address = Address,
         Alternates = [.. Addresses.Skip(1)],
+        Tags = Tags,
         Metadata = invoker.Metadata,
     };
+
+    /// <summary>
+    /// Replaces the server's tags and re-registers its records, so routers filtering on tags take it in or
+    /// leave it out without a restart.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tags break a limit of <see cref="InstanceTags"/>.</exception>
+    /// <exception cref="InvalidOperationException">The server is not running.</exception>
+    public async Task UpdateTagsAsync(IReadOnlyDictionary<string, string> tags, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tags);
+        InstanceTags.Validate(tags, "tags");
+        if (Volatile.Read(ref _state) != (int)ServerState.Running || _registrar is null)
+        {
+            throw new InvalidOperationException("the server is not running");
+        }
+
+        Tags = tags;
+        foreach (var invoker in _endpoints.Values)
+        {
+            await _registrar.RegisterAsync(RecordFor(invoker), cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private async Task CloseAfterFailedStartAsync()
     {

@@ -79,7 +79,8 @@ public sealed class SeedDemoTests : IAsyncLifetime
     {
         var (server, instanceId) = await _harness.StartServerAsync("server1", "always");
 
-        var client = await _harness.RunClientAsync();
+        // As the seed's client: retries at once, without waiting for the inhibited instance to return.
+        var client = await _harness.RunClientAsync(new Dictionary<string, string> { ["DYN_MAX_RETRY_WAIT_SECS"] = "0" });
 
         var context = client.Describe() + server.Describe();
         client.ExitCode.ShouldBe(1, context);

@@ -50,12 +50,16 @@ internal sealed class TestCluster : IAsyncDisposable
         return rt;
     }
 
-    public async Task<EndpointServer> StartServerAsync<TReq, TResp>(EndpointHandler<TReq, TResp> handler, string endpoint = DefaultEndpoint, Action<RuntimeOptions>? configure = null)
+    public async Task<EndpointServer> StartServerAsync<TReq, TResp>(EndpointHandler<TReq, TResp> handler, string endpoint = DefaultEndpoint, Action<RuntimeOptions>? configure = null, ServerOptions? server = null)
     {
-        var server = Runtime(configure).CreateServer().AddEndpoint(EndpointId.Parse(endpoint), handler);
-        await server.StartAsync(TestContext.Current.CancellationToken);
-        return server;
+        var created = Runtime(configure).CreateServer(server ?? new ServerOptions()).AddEndpoint(EndpointId.Parse(endpoint), handler);
+        await created.StartAsync(TestContext.Current.CancellationToken);
+        return created;
     }
+
+    /// <summary>A named server (see <see cref="StartNamedServerAsync"/>) with tags.</summary>
+    public Task<EndpointServer> StartTaggedServerAsync(string name, string tags, int count = 3, ConcurrentQueue<string>? calls = null) =>
+        StartServerAsync<string, string>((req, ctx) => Named(name, count, -1, calls, ctx), server: new ServerOptions { Tags = InstanceTags.Parse(tags, "test tags") });
 
     /// <summary>A server whose items say who sent them: "{name}:{i}" for i in 0..count-1.</summary>
     public Task<EndpointServer> StartNamedServerAsync(string name, int count = 3, int abortAfter = -1, ConcurrentQueue<string>? calls = null) =>
