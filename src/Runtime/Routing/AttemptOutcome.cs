@@ -109,6 +109,10 @@ internal static class AttemptClassifier
     public static AttemptOutcome TimedOut(TimeSpan timeout) =>
         new(AttemptResult.Broken, $"{StreamErrors.StreamIncomplete} (no response within {timeout.TotalSeconds:0.###} s, RouterOptions.FirstItemTimeout)", new TimeoutException($"no response within {timeout.TotalSeconds:0.###} s"));
 
+    /// <summary>The stream was broken on purpose because the instance was declared failed (heartbeats).</summary>
+    public static AttemptOutcome Interrupted(string reason) =>
+        new(AttemptResult.Broken, $"{StreamErrors.StreamIncomplete} ({reason})");
+
     /// <summary>The instance ended the response with an error frame, the <paramref name="framesSeen"/>-th frame.</summary>
     public static AttemptOutcome ErrorFrame(ErrorCode code, string message, int framesSeen)
     {

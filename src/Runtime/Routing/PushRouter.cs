@@ -29,6 +29,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _watch;
     private readonly KeyValuePair<string, object?> _endpointTag;
+    private readonly HeartbeatMonitor? _heartbeats;
     private int _disposed;
 
     internal PushRouter(RequestMigrationRuntime runtime, EndpointId endpoint, RouterOptions options)
@@ -45,6 +46,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
         Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>(), options.Filter, options.FailuresBeforeInhibit);
         _endpointTag = new("endpoint", endpoint.Path);
+        if (options.Heartbeat is { } heartbeat)
+        {
+            _heartbeats = new HeartbeatMonitor(heartbeat, runtime.Time, runtime.LoggerFactory.CreateLogger<HeartbeatMonitor>(), OnHeartbeatFailed);
+        }
+
         _watch = WatchLoopAsync(_stop.Token);
     }
 
@@ -103,8 +109,15 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         {
         }
 
+        _heartbeats?.Dispose();
         Instances.Dispose();
         _stop.Dispose();
+    }
+
+    private void OnHeartbeatFailed(InstanceState instance, string reason)
+    {
+        RuntimeMetrics.HeartbeatFailures.Add(1, _endpointTag);
+        Instances.ReportInstanceDown(instance.InstanceId, $"heartbeat failed: {reason}");
     }
 
     private async IAsyncEnumerable<Annotated<TResponse>> RunAsync(TRequest request, ulong? direct, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -136,7 +149,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             {
                 RuntimeMetrics.Attempts.Add(1, _endpointTag);
                 var header = new RequestHeader(Endpoint.Path, requestId, budget.AttemptNumber, _options.Migration && budget.Delivered > 0 ? ResumeToken.Create(budget.Delivered) : ReadOnlyMemory<byte>.Empty);
-                var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout);
+                var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout, _heartbeats);
                 AttemptOutcome outcome;
                 try
                 {

@@ -15,21 +15,25 @@ namespace RequestMigration.Routing;
 /// ended with its end or error frame; anything else (including a consumer that stops early) resets it,
 /// which cancels the handler.
 /// </remarks>
-internal sealed class RequestAttempt<TResponse> : IAsyncDisposable
+internal sealed class RequestAttempt<TResponse> : IAsyncDisposable, IHeartbeatTarget
 {
     private readonly RequestMigrationRuntime _runtime;
     private readonly InstanceState _instance;
     private readonly TimeSpan? _firstItemTimeout;
+    private readonly HeartbeatMonitor? _heartbeats;
     private ClientStream? _stream;
+    private volatile string? _interruptedBy;
+    private bool _monitored;
     private bool _acquired;
     private bool _clean;
     private bool _sendFailed;
 
-    public RequestAttempt(RequestMigrationRuntime runtime, InstanceState instance, TimeSpan? firstItemTimeout)
+    public RequestAttempt(RequestMigrationRuntime runtime, InstanceState instance, TimeSpan? firstItemTimeout, HeartbeatMonitor? heartbeats = null)
     {
         _runtime = runtime;
         _instance = instance;
         _firstItemTimeout = firstItemTimeout;
+        _heartbeats = heartbeats;
     }
 
     public InstanceState Instance => _instance;
@@ -80,6 +84,12 @@ internal sealed class RequestAttempt<TResponse> : IAsyncDisposable
             _sendFailed = true;
         }
 
+        if (_heartbeats is not null && !_sendFailed)
+        {
+            _heartbeats.Register(_instance, this);
+            _monitored = true;
+        }
+
         return null;
     }
 
@@ -88,24 +98,36 @@ internal sealed class RequestAttempt<TResponse> : IAsyncDisposable
     {
         var stream = _stream!;
         bool got;
-        try
+        while (true)
         {
-            got = FramesSeen == 0 && _firstItemTimeout is { } limit
-                ? await ReadFirstAsync(stream, limit, cancellationToken).ConfigureAwait(false)
-                : await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException) when (_firstItemTimeout is { } limit && !cancellationToken.IsCancellationRequested)
-        {
-            return AttemptClassifier.TimedOut(limit);
-        }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && (ex is ProtocolException || AttemptClassifier.IsAttemptFailure(ex)))
-        {
-            return AttemptClassifier.ReceiveFailed(ex, stream.Reused, FramesSeen);
+            try
+            {
+                got = FramesSeen == 0 && _firstItemTimeout is { } limit
+                    ? await ReadFirstAsync(stream, limit, cancellationToken).ConfigureAwait(false)
+                    : await stream.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException) when (_firstItemTimeout is { } limit && !cancellationToken.IsCancellationRequested)
+            {
+                return AttemptClassifier.TimedOut(limit);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && (ex is ProtocolException || AttemptClassifier.IsAttemptFailure(ex)))
+            {
+                return _interruptedBy is { } reason ? AttemptClassifier.Interrupted(reason) : AttemptClassifier.ReceiveFailed(ex, stream.Reused, FramesSeen);
+            }
+
+            if (got && stream.Reader.Type == FrameType.Pong)
+            {
+                // A heartbeat reply, not part of the response (a stray one left on a pooled connection is ignored).
+                _heartbeats?.OnPong(_instance, stream.Reader.ReadHeartbeat());
+                continue;
+            }
+
+            break;
         }
 
         if (!got)
         {
-            return AttemptClassifier.EndedEarly(stream.Reused, FramesSeen);
+            return _interruptedBy is { } reason ? AttemptClassifier.Interrupted(reason) : AttemptClassifier.EndedEarly(stream.Reused, FramesSeen);
         }
 
         FramesSeen++;
@@ -135,8 +157,41 @@ internal sealed class RequestAttempt<TResponse> : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a heartbeat on this attempt's stream (called by the heartbeat monitor, concurrently with reads).</summary>
+    public async ValueTask<bool> SendPingAsync(ulong sequence)
+    {
+        if (_stream is not { } stream)
+        {
+            return false;
+        }
+
+        try
+        {
+            await stream.Writer.WriteHeartbeatAsync(FrameType.Ping, sequence, CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException || AttemptClassifier.IsAttemptFailure(ex))
+        {
+            // The stream ended meanwhile (or is breaking): the reply will be missed, which is the truth.
+            return false;
+        }
+    }
+
+    /// <summary>Breaks the stream because the instance was declared failed; the pending read ends with <paramref name="reason"/>.</summary>
+    public void Interrupt(string reason)
+    {
+        _interruptedBy = reason;
+        _stream?.Interrupt();
+    }
+
     public async ValueTask DisposeAsync()
     {
+        if (_monitored)
+        {
+            _monitored = false;
+            _heartbeats!.Unregister(_instance, this);
+        }
+
         if (_stream is { } stream)
         {
             _stream = null;

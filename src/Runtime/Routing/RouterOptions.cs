@@ -1,4 +1,5 @@
 using RequestMigration.Discovery.Instances;
+using RequestMigration.Health;
 using RequestMigration.LoadBalancing;
 
 namespace RequestMigration.Routing;
@@ -67,6 +68,14 @@ public sealed class RouterOptions
     public TimeSpan MaxRetryWait { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// Active health (<c>DYN_HEARTBEAT=true</c> and the <c>DYN_HEARTBEAT_*</c> variables): ping every instance the
+    /// router has a live stream to and break those streams (failing them over, or migrating them) when the
+    /// instance stops answering, before a hung instance stalls its consumers. Null (default): off, which suits
+    /// short requests; long streams (token streaming) want it on. See <see cref="HeartbeatOptions"/>.
+    /// </summary>
+    public HeartbeatOptions? Heartbeat { get; set; }
+
+    /// <summary>
     /// Migrate streams instead of restarting them (<c>DYN_MIGRATION</c>; default off). A retry then carries the
     /// number of items the consumer already has (<see cref="Serving.RequestContext.ResumeFrom"/>), the handler
     /// continues from there, and failed attempts are not shown to the consumer as error items: it sees one
@@ -117,6 +126,7 @@ public sealed class RouterOptions
             MaxRetryWait = EnvironmentValues.ParseSeconds("DYN_MAX_RETRY_WAIT_SECS", wait);
         }
 
+        ApplyHeartbeatEnvironment(environment);
         if (environment(FirstItemTimeoutEnvironmentVariable) is { Length: > 0 } first)
         {
             var t = EnvironmentValues.ParseSeconds(FirstItemTimeoutEnvironmentVariable, first);
@@ -126,9 +136,50 @@ public sealed class RouterOptions
         return this;
     }
 
+    private void ApplyHeartbeatEnvironment(Func<string, string?> environment)
+    {
+        if (environment("DYN_HEARTBEAT") is { Length: > 0 } on)
+        {
+            Heartbeat = EnvironmentValues.ParseBool("DYN_HEARTBEAT", on) ? Heartbeat ?? new HeartbeatOptions() : null;
+        }
+
+        if (Heartbeat is not { } h)
+        {
+            return;
+        }
+
+        if (environment("DYN_HEARTBEAT_INTERVAL_SECS") is { Length: > 0 } interval)
+        {
+            h.Interval = EnvironmentValues.ParseSeconds("DYN_HEARTBEAT_INTERVAL_SECS", interval);
+        }
+
+        if (environment("DYN_HEARTBEAT_TIMEOUT_SECS") is { Length: > 0 } timeout)
+        {
+            h.Timeout = EnvironmentValues.ParseSeconds("DYN_HEARTBEAT_TIMEOUT_SECS", timeout);
+        }
+
+        if (environment("DYN_HEARTBEAT_MISSES") is { Length: > 0 } misses)
+        {
+            h.MissesBeforeFailure = EnvironmentValues.ParseInt("DYN_HEARTBEAT_MISSES", misses, 1, 100);
+        }
+
+        if (environment("DYN_HEARTBEAT_DETECTOR") is { Length: > 0 } detector)
+        {
+            h.Detector = HeartbeatOptions.ParseDetector(detector);
+        }
+
+        if (environment("DYN_HEARTBEAT_PHI_THRESHOLD") is { Length: > 0 } phi)
+        {
+            h.PhiThreshold = double.TryParse(phi, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var t) && t > 0 && double.IsFinite(t)
+                ? t
+                : throw new ArgumentException($"DYN_HEARTBEAT_PHI_THRESHOLD='{phi}' is not a positive number", "DYN_HEARTBEAT_PHI_THRESHOLD");
+        }
+    }
+
     /// <summary>Rejects values that cannot work, naming the option.</summary>
     public void Validate()
     {
+        Heartbeat?.Validate();
         if (MaxAttempts is < 1 or > 10)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxAttempts), MaxAttempts, "must be between 1 and 10");

@@ -75,6 +75,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     internal TimeProvider Time => _runtime.Time;
 
+    /// <summary>Whether sessions answer heartbeat pings (tests turn it off to play a server that is alive but stalled).</summary>
+    internal bool AnswerHeartbeats { get; set; } = true;
+
     internal bool IsDraining => _draining;
 
     internal CancellationToken HardStopToken => _hardStop.Token;

@@ -104,6 +104,13 @@ internal sealed class StreamSession
                     return;
                 }
 
+                if (_reader.Type == FrameType.Ping)
+                {
+                    // Heartbeats are answered here, below the handler, whether or not a response is streaming.
+                    AnswerPing(_reader.ReadHeartbeat());
+                    continue;
+                }
+
                 if (current is { IsCompleted: false } && _responseEnded)
                 {
                     // The client saw our end (or error) frame and sent its next request before the handler
@@ -213,6 +220,29 @@ internal sealed class StreamSession
         DisarmIdleTimer();
         _responseEnded = false;
         return RunHandlerAsync(run, header, invoker.Endpoint.Path, ct);
+    }
+
+    private void AnswerPing(ulong sequence)
+    {
+        if (!_server.AnswerHeartbeats)
+        {
+            return;
+        }
+
+        // Not awaited: a consumer that is slow to read must not stop this loop from noticing that it left.
+        _ = AnswerPingAsync(sequence);
+    }
+
+    private async Task AnswerPingAsync(ulong sequence)
+    {
+        try
+        {
+            await _writer.WriteHeartbeatAsync(FrameType.Pong, sequence, _closed.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or InvalidOperationException || TransportErrors.IsBroken(ex))
+        {
+            // The stream is going away; the read loop handles that.
+        }
     }
 
     private Task RejectAsync(ErrorCode code, string message, string? requestId = null)

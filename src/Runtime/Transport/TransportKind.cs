@@ -149,6 +149,12 @@ internal abstract class ClientStream : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Breaks the stream under a pending read, from another task (heartbeat failure): the read fails or sees
+    /// the end of the stream at once. The stream must still be disposed.
+    /// </summary>
+    public abstract void Interrupt();
+
     protected abstract ValueTask OnReleaseAsync();
 
     protected abstract ValueTask OnAbortAsync();

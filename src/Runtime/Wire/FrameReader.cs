@@ -90,7 +90,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize, BufferBudget?
         _buffer.Slice(0, FrameWriter.HeaderSize).CopyTo(header);
         var length = BinaryPrimitives.ReadUInt32BigEndian(header);
         var type = header[4];
-        if (type is < (byte)FrameType.Request or > (byte)FrameType.End)
+        if (type is < (byte)FrameType.Request or > (byte)FrameType.Pong)
         {
             throw new ProtocolException($"malformed frame: unknown frame type 0x{type:x2}");
         }
@@ -156,6 +156,20 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize, BufferBudget?
         }
 
         return new ProtocolException($"truncated frame: stream ended after {_buffer.Length} of {FrameWriter.HeaderSize} header bytes");
+    }
+
+    /// <summary>The sequence of a <see cref="FrameType.Ping"/> or <see cref="FrameType.Pong"/> frame.</summary>
+    /// <exception cref="ProtocolException">The payload is not 8 bytes.</exception>
+    public ulong ReadHeartbeat()
+    {
+        if (Payload.Length != 8)
+        {
+            throw new ProtocolException($"malformed frame: a {Type} frame carries 8 bytes, not {Payload.Length}");
+        }
+
+        Span<byte> value = stackalloc byte[8];
+        Payload.CopyTo(value);
+        return BinaryPrimitives.ReadUInt64BigEndian(value);
     }
 
     /// <summary>Decodes the payload of an <see cref="FrameType.Error"/> frame.</summary>

@@ -3,7 +3,8 @@ namespace RequestMigration.Wire;
 /// <summary>
 /// Kinds of frame. Every frame is <c>[u32 payload length, big-endian][u8 type][payload]</c>.
 /// A request stream carries one <see cref="Request"/> from the client, then <see cref="Data"/> frames from
-/// the server ending in exactly one <see cref="End"/> or <see cref="Error"/>.
+/// the server ending in exactly one <see cref="End"/> or <see cref="Error"/>. Heartbeats
+/// (<see cref="Ping"/> / <see cref="Pong"/>) may be interleaved with either direction.
 /// </summary>
 public enum FrameType : byte
 {
@@ -18,6 +19,15 @@ public enum FrameType : byte
 
     /// <summary>Server to client: the response is complete. Empty payload.</summary>
     End = 4,
+
+    /// <summary>
+    /// Client to server, any time on a request stream: a heartbeat, <c>[u64 sequence]</c>. The server's session
+    /// layer (not the handler) answers with <see cref="Pong"/>, even while a response is streaming.
+    /// </summary>
+    Ping = 5,
+
+    /// <summary>Server to client: the answer to a <see cref="Ping"/>, echoing its sequence. Not part of the response.</summary>
+    Pong = 6,
 }
 
 /// <summary>Why a response failed; decides whether the router tries another instance.</summary>

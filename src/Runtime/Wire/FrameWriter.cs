@@ -18,6 +18,10 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
     public const int FlushThreshold = 32 * 1024;
 
     private readonly PooledBufferWriter _buffer = new();
+
+    // Serialises writes to the stream: buffered frames (FlushAsync) and heartbeat frames (WriteHeartbeatAsync)
+    // come from different tasks, and each must reach the stream whole. Uncontended waits allocate nothing.
+    private readonly SemaphoreSlim _streamLock = new(1, 1);
     private int _frameStart = -1;
 
     public int Buffered => _buffer.WrittenCount;
@@ -88,9 +92,41 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
             return;
         }
 
-        await stream.WriteAsync(_buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await _streamLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await stream.WriteAsync(_buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _streamLock.Release();
+        }
+
         _buffer.Reset();
+    }
+
+    /// <summary>
+    /// Writes a <see cref="FrameType.Ping"/> or <see cref="FrameType.Pong"/> frame now, between whole frames of
+    /// whatever else is being written, without touching the buffered output. Safe to call while another task
+    /// appends frames and flushes.
+    /// </summary>
+    public async ValueTask WriteHeartbeatAsync(FrameType type, ulong sequence, CancellationToken cancellationToken)
+    {
+        var frame = new byte[HeaderSize + 8];
+        BinaryPrimitives.WriteUInt32BigEndian(frame, 8);
+        frame[4] = (byte)type;
+        BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(HeaderSize), sequence);
+        await _streamLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await stream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _streamLock.Release();
+        }
     }
 
     /// <summary>Gives the (possibly grown) buffer back to the pool; call when the stream goes idle.</summary>

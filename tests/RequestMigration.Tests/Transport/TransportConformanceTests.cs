@@ -271,6 +271,78 @@ public abstract class TransportConformanceTests : IAsyncLifetime
         items[1].Comment.ShouldBe(StreamErrors.StreamIncomplete);
     }
 
+    [Fact]
+    public async Task A_stalled_instance_is_declared_failed_by_heartbeats_and_its_stream_migrates()
+    {
+        // Alive but stalled: it accepts, sends two items, then neither produces nor answers pings.
+        var stalled = await Cluster.StartServerAsync<int, string>((n, ctx) => Resumable("stalled", n, stallAfter: 2, ctx));
+        stalled.AnswerHeartbeats = false;
+        await Cluster.StartServerAsync<int, string>((n, ctx) => Resumable("good", n, stallAfter: -1, ctx));
+        var runtime = Cluster.Runtime();
+        runtime.LoadBalancingPolicies.Register("sticky", () => new RequestMigration.Tests.Routing.RouterFaultTests.StickyPolicy(() => stalled.InstanceId));
+        var router = runtime.CreateRouter<int, string>(EndpointId.Parse(TestCluster.DefaultEndpoint), new RouterOptions
+        {
+            LoadBalancingPolicy = "sticky",
+            Migration = true,
+            Heartbeat = new RequestMigration.Health.HeartbeatOptions { Interval = TimeSpan.FromMilliseconds(200), Timeout = TimeSpan.FromMilliseconds(100) },
+        });
+        while (router.Instances.Available.Count < 2)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        var events = router.Instances.WatchEventsAsync(Ct).GetAsyncEnumerator(Ct);
+        var started = DateTime.UtcNow;
+        var items = await Collect(router.GenerateAsync(5, Ct)).WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        items.Select(i => i.IsError ? "ERR:" + i.Comment : i.Data).ShouldBe(["stalled:0", "stalled:1", "good:2", "good:3", "good:4"]);
+        (DateTime.UtcNow - started).ShouldBeLessThan(TimeSpan.FromSeconds(10));
+        router.Instances.Available.Select(r => r.InstanceId).ShouldNotContain(stalled.InstanceId);
+        (await events.MoveNextAsync()).ShouldBeTrue();
+        events.Current.Kind.ShouldBe(RequestMigration.Membership.MembershipEventKind.Failed);
+        events.Current.Instance.InstanceId.ShouldBe(stalled.InstanceId);
+        events.Current.Reason.ShouldBe("heartbeat failed: 2 pings in a row got no reply within 0.1 s");
+        Cluster.Logs.Contains($"heartbeat failure: instance {stalled.InstanceId:x} declared failed").ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_slow_handler_on_a_live_instance_is_not_declared_failed()
+    {
+        var server = await Cluster.StartServerAsync<int, string>((n, ctx) => Slow(ctx));
+        var router = await Cluster.RouterAsync<int, string>(1, new RouterOptions
+        {
+            Heartbeat = new RequestMigration.Health.HeartbeatOptions { Interval = TimeSpan.FromMilliseconds(100), Timeout = TimeSpan.FromMilliseconds(80) },
+        });
+
+        // The handler is silent for 1.5 s (fifteen heartbeat intervals); the session layer keeps answering.
+        var items = await Collect(router.GenerateAsync(0, Ct));
+        items.Select(i => i.IsError ? "ERR:" + i.Comment : i.Data).ShouldBe(["before", "after"]);
+        router.Instances.Available.Select(r => r.InstanceId).ShouldBe([server.InstanceId]);
+        Cluster.Logs.Contains("heartbeat failure").ShouldBeFalse();
+        Cluster.Logs.Contains("heartbeat ok").ShouldBeTrue();
+    }
+
+    private static async IAsyncEnumerable<string> Resumable(string name, int count, int stallAfter, RequestContext ctx)
+    {
+        for (var i = (int)ctx.ResumeFrom; i < count; i++)
+        {
+            if (i == stallAfter)
+            {
+                await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
+            }
+
+            await Task.Yield();
+            yield return $"{name}:{i}";
+        }
+    }
+
+    private static async IAsyncEnumerable<string> Slow(RequestContext ctx)
+    {
+        yield return "before";
+        await Task.Delay(1500, ctx.CancellationToken);
+        yield return "after";
+    }
+
     internal static async Task<List<Annotated<T>>> Collect<T>(IAsyncEnumerable<Annotated<T>> stream)
     {
         var list = new List<Annotated<T>>();

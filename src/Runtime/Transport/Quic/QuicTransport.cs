@@ -297,6 +297,17 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
 
         public override FrameWriter Writer => _writer;
 
+        public override void Interrupt()
+        {
+            try
+            {
+                stream.Abort(QuicAbortDirection.Both, QuicErrors.StreamAborted);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
         protected override async ValueTask OnReleaseAsync()
         {
             stream.CompleteWrites();

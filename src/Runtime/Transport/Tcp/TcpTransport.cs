@@ -287,6 +287,18 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
 
     public void MarkReturned() => _returnedAt = Environment.TickCount64;
 
+    /// <summary>Shuts the socket down under a pending read (which then ends); the connection is never reused.</summary>
+    public void Interrupt()
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
     public ClientStream Rent(TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag, bool reused) => new Lease(this, owner, bag) { Reused = reused };
 
     public async ValueTask CloseAsync()
@@ -303,6 +315,8 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
         public override FrameReader Reader => conn.Reader;
 
         public override FrameWriter Writer => conn.Writer;
+
+        public override void Interrupt() => conn.Interrupt();
 
         protected override ValueTask OnReleaseAsync()
         {
