@@ -22,7 +22,9 @@ public sealed class DiscoveryOptions
     /// <summary>
     /// TTL of each process's primary lease (<c>DYN_LEASE_TTL_SECS</c>): a process killed without deregistering
     /// disappears from discovery about this long after it died. Default 10 s, as in the seed; at least 1 s (etcd
-    /// may round very short TTLs up to its own minimum).
+    /// may round very short TTLs up to its own minimum). The variable also sets the file store's TTL
+    /// (<see cref="FileStoreOptions.Ttl"/>); every process sharing a file store must use the same value, since
+    /// any of them removes files older than its own TTL.
     /// </summary>
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -71,7 +73,9 @@ public sealed class DiscoveryOptions
                 throw new ArgumentException($"DYN_LEASE_TTL_SECS='{ttl}' is not a number of seconds between 1 and 3600", "DYN_LEASE_TTL_SECS");
             }
 
+            // The file store's own TTL is the same thing there: how long an unrefreshed file lives.
             LeaseTtl = TimeSpan.FromSeconds(seconds);
+            File.Ttl = LeaseTtl;
         }
 
         if (environment(StartupTimeoutEnvironmentVariable) is { Length: > 0 } startup)

@@ -43,7 +43,9 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
     public async Task A_stop_whose_token_is_cancelled_still_stops_deregisters_and_closes_the_port()
     {
         var server = await _cluster.StartServerAsync<string, string>((_, ctx) => Forever(ctx));
-        var router = await _cluster.RouterAsync<string, string>(1);
+
+        // The only instance goes away: don't wait for another to appear (RouterOptions.MaxRetryWait).
+        var router = await _cluster.RouterAsync<string, string>(1, new RouterOptions { MaxRetryWait = TimeSpan.Zero });
         var consumer = Task.Run(async () =>
         {
             try

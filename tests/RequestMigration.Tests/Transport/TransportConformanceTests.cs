@@ -242,7 +242,9 @@ public abstract class TransportConformanceTests : IAsyncLifetime
     {
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var server = await Cluster.StartServerAsync<string, string>((_, ctx) => OneThenWait(ctx, cancelled), configure: o => o.DrainTimeout = TimeSpan.FromMilliseconds(300));
-        var router = await Cluster.RouterAsync<string, string>(1);
+
+        // The only instance goes away: don't wait for another to appear (RouterOptions.MaxRetryWait).
+        var router = await Cluster.RouterAsync<string, string>(1, new RouterOptions { MaxRetryWait = TimeSpan.Zero });
         var items = new List<Annotated<string>>();
         var consumer = Task.Run(async () =>
         {
