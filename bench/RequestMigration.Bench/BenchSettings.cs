@@ -45,6 +45,11 @@ internal sealed record BenchSettings
 
     public required int PropagationCyclesEtcd { get; init; }
 
+    /// <summary>Alternating rounds per policy of the skewed-load figure, and how long each lasts.</summary>
+    public required int SkewedRounds { get; init; }
+
+    public required TimeSpan SkewedRoundDuration { get; init; }
+
     /// <summary>Idle streams wanted; reduced when the open-file limit is too low.</summary>
     public required int IdleStreams { get; init; }
 
@@ -62,6 +67,8 @@ internal sealed record BenchSettings
             PropagationCyclesMem = 50,
             PropagationCyclesFile = 20,
             PropagationCyclesEtcd = 20,
+            SkewedRounds = 2,
+            SkewedRoundDuration = TimeSpan.FromSeconds(2),
             IdleStreams = 2_000,
         }
         : new BenchSettings
@@ -77,6 +84,8 @@ internal sealed record BenchSettings
             PropagationCyclesMem = 500,
             PropagationCyclesFile = 200,
             PropagationCyclesEtcd = 200,
+            SkewedRounds = 4,
+            SkewedRoundDuration = TimeSpan.FromSeconds(5),
             IdleStreams = 10_000,
         };
 }

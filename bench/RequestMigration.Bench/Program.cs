@@ -48,6 +48,17 @@ else
     Console.Error.WriteLine($"QUIC skipped: {results.QuicSkippedReason}");
 }
 
+Console.Error.WriteLine("== load balancing under skew");
+try
+{
+    results.SkewedLoad = await SkewedLoad.RunAsync(settings);
+}
+catch (Exception ex)
+{
+    results.Errors.Add($"skewed load: {ex.GetType().Name}: {ex.Message}");
+    Console.Error.WriteLine($"  FAILED: {ex}");
+}
+
 Console.Error.WriteLine("== discovery propagation");
 try
 {

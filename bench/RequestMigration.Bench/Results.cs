@@ -217,6 +217,10 @@ internal sealed class BenchResults : TransportFigures
     [JsonPropertyOrder(10)]
     public TransportFigures? Quic { get; set; }
 
+    [JsonPropertyName("skewed_load")]
+    [JsonPropertyOrder(10)]
+    public SkewedLoadFigures? SkewedLoad { get; set; }
+
     [JsonPropertyName("quic_skipped_reason")]
     [JsonPropertyOrder(10)]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]

@@ -41,6 +41,24 @@ internal static class TablePrinter
             sb.AppendLine(CultureInfo.InvariantCulture, $"| {store} | {p.Cycles} | {Ms(p.RegisterMsP50)} | {Ms(p.RegisterMsP99)} | {Ms(p.RemoveMsP50)} | {Ms(p.RemoveMsP99)} | {Ms(p.PropagationMsP99)} |");
         }
 
+        if (r.SkewedLoad is { } k)
+        {
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"#### Load balancing under skew (TCP): 2 instances at {k.FastItemsPerSecond:0} items/s, 1 at {k.SlowItemsPerSecond:0} items/s, {k.Callers} callers, {k.ItemsPerRequest} items per request");
+            sb.AppendLine();
+            sb.AppendLine("| Policy | Requests | Share sent to the slow instance | p50 (ms) | p99 (ms) | p99 vs round robin |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+            foreach (var (name, p50, p99) in new[]
+            {
+                ("RoundRobin", k.RoundRobinP50Ms, k.RoundRobinP99Ms),
+                ("LeastConnections", k.LeastConnectionsP50Ms, k.LeastConnectionsP99Ms),
+                ("PowerOfTwoChoices", k.PowerOfTwoP50Ms, k.PowerOfTwoP99Ms),
+            })
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {k.Requests.GetValueOrDefault(name)} | {k.SlowShare.GetValueOrDefault(name):P1} | {p50:0.0} | {p99:0.0} | {k.RoundRobinP99Ms / p99:0.00}x lower |");
+            }
+        }
+
         var errors = r.Errors.Concat(r.Quic?.Errors ?? []).ToList();
         if (errors.Count > 0)
         {

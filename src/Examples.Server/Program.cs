@@ -40,6 +40,7 @@ try
     RequestMigration.Transport.TransportKinds.EnsureSupported(runtimeOptions.Transport);
     store = runtimeOptions.Discovery.Store;
     new RequestMigration.Routing.RouterOptions().ApplyEnvironment().Validate();
+    new ServerOptions().ApplyEnvironment().Validate();
 }
 catch (Exception ex) when (ex is ArgumentException or PlatformNotSupportedException)
 {

@@ -63,7 +63,9 @@ public static class InstanceTags
         }
 
         Validate(tags, source);
-        return tags.ToFrozenDictionary(StringComparer.Ordinal);
+
+        // Kept in key order, so records and logs always show the tags the same way.
+        return new System.Collections.ObjectModel.ReadOnlyDictionary<string, string>(tags);
     }
 
     /// <summary>Checks a tag set against the limits in the remarks.</summary>

@@ -75,4 +75,39 @@ public sealed class ConfigurationErrorTests : IAsyncLifetime
         client.Stderr.ShouldContain("file, mem, etcd", Case.Sensitive, context);
         client.Stdout.ShouldNotContain("=== Attempt", Case.Sensitive, context);
     }
+
+    [Theory]
+    [InlineData("server", "DYN_INSTANCE_TAGS", "role", "DYN_INSTANCE_TAGS: 'role' is not key=value")]
+    [InlineData("server", "DYN_INSTANCE_TAGS", "role=a,role=b", "DYN_INSTANCE_TAGS: key 'role' appears more than once")]
+    [InlineData("client", "DYN_ROUTER_FILTER", "=worker", "DYN_ROUTER_FILTER: '=worker' has an empty key")]
+    [InlineData("client", "DYN_LB_POLICY", "fastest", "load-balancing policy 'fastest' (RouterOptions.LoadBalancingPolicy, DYN_LB_POLICY) is not known; valid: RoundRobin, Random, LeastConnections, PowerOfTwoChoices")]
+    [InlineData("client", "CLIENT_WAIT_SECS", "abc", "CLIENT_WAIT_SECS='abc' is not a number of seconds")]
+    [InlineData("client", "DYN_HEARTBEAT_DETECTOR", "magic", "DYN_HEARTBEAT_DETECTOR='magic' is not a heartbeat detector; valid: misses, phi")]
+    public async Task Malformed_cluster_settings_exit_with_code_2_naming_the_bad_part(string program, string variable, string value, string expected)
+    {
+        var env = new Dictionary<string, string> { [variable] = value, ["DYN_HEARTBEAT"] = "true" };
+        var process = program == "server" ? _harness.LaunchServer("server1", "never", env) : _harness.LaunchClient(env);
+        var code = await process.WaitForExitAsync(TimeSpan.FromSeconds(15));
+
+        var context = process.Describe();
+        code.ShouldBe(2, context);
+        process.Stderr.ShouldContain(expected, Case.Sensitive, context);
+        process.Stderr.ShouldNotContain("   at ", Case.Sensitive, $"no stack trace; {context}");
+    }
+
+    [Fact]
+    public async Task The_example_client_routes_only_to_instances_matching_its_filter()
+    {
+        await _harness.StartServerAsync("worker", "never", new Dictionary<string, string> { ["DYN_INSTANCE_TAGS"] = "role=worker,label=worker-a" });
+        await _harness.StartServerAsync("director", "always", new Dictionary<string, string> { ["DYN_INSTANCE_TAGS"] = "role=director" });
+        _harness.InstanceFiles().Select(File.ReadAllText).ShouldContain(r => r.Contains("\"tags\":{\"label\":\"worker-a\",\"role\":\"worker\"}", StringComparison.Ordinal));
+
+        for (var run = 0; run < 4; run++)
+        {
+            var client = await _harness.RunClientAsync(new Dictionary<string, string> { ["DYN_ROUTER_FILTER"] = "role=worker" });
+            var t = ClientTranscript.Parse(client.StdoutLines);
+            client.ExitCode.ShouldBe(0, client.Describe());
+            t.Attempts.ShouldHaveSingleItem(client.Describe()).Servers.ShouldBe(["worker"], client.Describe());
+        }
+    }
 }
