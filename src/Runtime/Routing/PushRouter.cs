@@ -76,12 +76,16 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     /// <exception cref="AttemptsExhaustedException">Every attempt failed; the inner exception is the last attempt's error.</exception>
     /// <exception cref="EndpointFailedException">The endpoint rejected the request (not retried).</exception>
     public IAsyncEnumerable<Annotated<TResponse>> GenerateAsync(TRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(request, null, cancellationToken);
+        RunAsync(request, null, null, cancellationToken);
+
+    /// <summary>As <see cref="GenerateAsync(TRequest, CancellationToken)"/>, reporting each attempt (instance, outcome) to <paramref name="observer"/>.</summary>
+    public IAsyncEnumerable<Annotated<TResponse>> GenerateAsync(TRequest request, IAttemptObserver? observer, CancellationToken cancellationToken = default) =>
+        RunAsync(request, null, observer, cancellationToken);
 
     /// <summary>Streams the response from one named instance (one attempt, no failover).</summary>
     /// <exception cref="InstanceNotFoundException">Discovery does not know that instance.</exception>
     public IAsyncEnumerable<Annotated<TResponse>> DirectAsync(TRequest request, ulong instanceId, CancellationToken cancellationToken = default) =>
-        RunAsync(request, instanceId, cancellationToken);
+        RunAsync(request, instanceId, null, cancellationToken);
 
     /// <summary>Takes an instance out of rotation for <see cref="RouterOptions.InhibitDuration"/>, logging why.</summary>
     public void ReportInstanceDown(ulong instanceId, string error) => ReportInstanceDown(instanceId, error, "-", 0);
@@ -120,7 +124,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         Instances.ReportInstanceDown(instance.InstanceId, $"heartbeat failed: {reason}");
     }
 
-    private async IAsyncEnumerable<Annotated<TResponse>> RunAsync(TRequest request, ulong? direct, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<Annotated<TResponse>> RunAsync(TRequest request, ulong? direct, IAttemptObserver? observer, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
@@ -150,6 +154,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 RuntimeMetrics.Attempts.Add(1, _endpointTag);
                 var header = new RequestHeader(Endpoint.Path, requestId, budget.AttemptNumber, _options.Migration && budget.Delivered > 0 ? ResumeToken.Create(budget.Delivered) : ReadOnlyMemory<byte>.Empty);
                 var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout, _heartbeats);
+                var record = instance.Record;
+                observer?.OnAttemptStarted(record, header.Attempt, _options.Migration ? budget.Delivered : 0);
                 AttemptOutcome outcome;
                 try
                 {
@@ -171,6 +177,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                     await attempt.DisposeAsync().ConfigureAwait(false);
                 }
 
+                observer?.OnAttemptEnded(record, header.Attempt, attempt.ItemsRead, outcome.Result == AttemptResult.Completed ? null : outcome.Error);
                 step = OnAttemptEnded(budget, outcome, instance, attempt.ItemsRead, requestId, header.Attempt);
                 if (!_options.Migration && (step == NextStep.Retry || (step == NextStep.Fail && !outcome.EndsCall)))
                 {

@@ -96,7 +96,7 @@ internal sealed class TestCluster : IAsyncDisposable
     private static async IAsyncEnumerable<string> Named(string name, int count, int abortAfter, ConcurrentQueue<string>? calls, RequestContext ctx)
     {
         calls?.Enqueue(name);
-        for (var i = 0; i < count; i++)
+        for (var i = (int)ctx.ResumeFrom; i < count; i++)
         {
             if (i == abortAfter)
             {

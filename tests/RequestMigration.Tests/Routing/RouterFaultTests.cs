@@ -8,6 +8,7 @@ using RequestMigration.Routing;
 using RequestMigration.Serving;
 using RequestMigration.Tests.Infrastructure;
 using RequestMigration.Transport;
+using RequestMigration.Wire;
 using Shouldly;
 using Xunit;
 using static RequestMigration.Tests.Transport.TransportConformanceTests;
@@ -129,6 +130,30 @@ public sealed class RouterFaultTests : IAsyncLifetime
         await using var router = runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint), new RouterOptions { LoadBalancingPolicy = "fastest" });
         router.LoadBalancingPolicy.ShouldBe("Sticky");
         runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint), new RouterOptions { LoadBalancingPolicy = "least_connections" }).LoadBalancingPolicy.ShouldBe("LeastConnections");
+    }
+
+    [Fact]
+    public async Task An_attempt_observer_sees_which_instance_served_each_part_of_a_migrated_stream()
+    {
+        var a = await _cluster.StartNamedServerAsync("a", count: 5, abortAfter: 2);
+        var b = await _cluster.StartNamedServerAsync("b", count: 5);
+        var router = await StickyRouterAsync(2, a.InstanceId, new RouterOptions { Migration = true });
+        var observer = new RecordingObserver();
+        var items = await Collect(router.GenerateAsync("x", observer, Ct));
+
+        items.Select(i => i.Data).ShouldBe(["a:0", "a:1", "b:2", "b:3", "b:4"]);
+        observer.Seen.ShouldBe([
+            $"start {a.InstanceId:x} #1 from 0", $"end {a.InstanceId:x} #1 items 2: {StreamErrors.StreamIncomplete}",
+            $"start {b.InstanceId:x} #2 from 2", $"end {b.InstanceId:x} #2 items 3: ok"]);
+    }
+
+    private sealed class RecordingObserver : IAttemptObserver
+    {
+        public List<string> Seen { get; } = [];
+
+        public void OnAttemptStarted(InstanceRecord instance, int attempt, long resumeFrom) => Seen.Add($"start {instance.InstanceId:x} #{attempt} from {resumeFrom}");
+
+        public void OnAttemptEnded(InstanceRecord instance, int attempt, long items, string? error) => Seen.Add($"end {instance.InstanceId:x} #{attempt} items {items}: {error ?? "ok"}");
     }
 
     private static InstanceState[] States<TReq, TResp>(PushRouter<TReq, TResp> router) =>
