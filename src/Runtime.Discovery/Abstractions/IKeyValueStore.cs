@@ -22,6 +22,19 @@ public interface IKeyValueStore : IAsyncDisposable
     bool LeaseIdsAreShared => false;
 
     /// <summary>
+    /// The store and where it keeps its data, for messages a person reads (<c>file at /tmp/dynamo_store_kv</c>,
+    /// <c>etcd at http://127.0.0.1:2379</c>); never includes credentials. Backends without more to say return
+    /// <see cref="Name"/>.
+    /// </summary>
+    string Description => Name;
+
+    /// <summary>
+    /// Why the store cannot be reached right now (its watches are failing and retrying), or null while it is
+    /// reachable as far as the store knows. For messages: a router that finds no instance says so.
+    /// </summary>
+    string? UnreachableReason => null;
+
+    /// <summary>
     /// Where a key is kept, for messages about a bad entry (the file store returns the file's path).
     /// Backends without a more useful answer return the key.
     /// </summary>

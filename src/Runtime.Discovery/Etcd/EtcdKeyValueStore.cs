@@ -59,6 +59,9 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
     private readonly HashSet<Task> _pumps = [];
     private bool _disposed;
 
+    // The error of the last watch that failed, until one is confirmed again (UnreachableReason).
+    private string? _unreachable;
+
     /// <summary>Creates the store; connections are opened lazily by the first call.</summary>
     /// <param name="options">Endpoints and timeouts; validated here.</param>
     /// <param name="timeProvider">Clock for the watch retry backoff and the endpoint quarantine (default: the system clock).</param>
@@ -84,6 +87,12 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
 
     /// <inheritdoc />
     public string Name => "etcd";
+
+    /// <inheritdoc />
+    public string Description => $"etcd at {_endpointList}";
+
+    /// <inheritdoc />
+    public string? UnreachableReason => Volatile.Read(ref _unreachable);
 
     /// <summary>etcd grants lease ids cluster-wide, so they identify instances.</summary>
     public bool LeaseIdsAreShared => true;
@@ -434,6 +443,7 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                     var onConfirmed = () =>
                     {
                         _selector.Succeeded(confirmedIndex);
+                        Volatile.Write(ref _unreachable, null);
                         delay = _options.WatchRetryInitialDelay;
                         if (interrupted)
                         {
@@ -445,6 +455,7 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
                 }
                 catch (Exception ex) when (!stop.IsCancellationRequested)
                 {
+                    Volatile.Write(ref _unreachable, ex.Message);
                     if (!interrupted)
                     {
                         // Once per outage: the retries below stay quiet until the watch is confirmed again.

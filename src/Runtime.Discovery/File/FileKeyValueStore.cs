@@ -51,6 +51,9 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
     /// <inheritdoc />
     public string Name => "file";
 
+    /// <inheritdoc />
+    public string Description => $"file at {_root}";
+
     /// <summary>The file that holds <paramref name="key"/>.</summary>
     public string DescribeLocation(string key) => FileKeyPaths.ToPath(_root, key);
 

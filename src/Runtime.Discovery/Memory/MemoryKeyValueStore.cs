@@ -39,6 +39,9 @@ public sealed class MemoryKeyValueStore : IKeyValueStore
     public string Name => "mem";
 
     /// <inheritdoc />
+    public string Description => "mem (in this process only)";
+
+    /// <inheritdoc />
     public ValueTask<KeyValueEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();

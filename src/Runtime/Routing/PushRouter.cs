@@ -30,6 +30,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     private readonly Task _watch;
     private readonly KeyValuePair<string, object?> _endpointTag;
     private readonly HeartbeatMonitor? _heartbeats;
+    private string? _watchError;
     private int _disposed;
 
     internal PushRouter(RequestMigrationRuntime runtime, EndpointId endpoint, RouterOptions options)
@@ -65,8 +66,24 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 
     /// <summary>Waits until at least one instance is available.</summary>
     /// <exception cref="TimeoutException">None within <paramref name="timeout"/>.</exception>
-    public Task WaitForInstancesAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
-        Instances.WaitForAvailableAsync(timeout, _runtime.Time, cancellationToken);
+    /// <remarks>The timeout's message names the discovery store and where it looked, and says so when the store itself was unreachable.</remarks>
+    public async Task WaitForInstancesAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await Instances.WaitForAvailableAsync(timeout, _runtime.Time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new TimeoutException($"{ex.Message} ({DescribeDiscovery()})", ex);
+        }
+    }
+
+    /// <summary>Which store the router reads, where, and whether its watch is failing: the context of every "no instances" error.</summary>
+    private string DescribeDiscovery() =>
+        (_runtime.Store.UnreachableReason ?? Volatile.Read(ref _watchError)) is { } error
+            ? $"looked in DYN_STORE_KV={_runtime.Store.Description}, which is unreachable: {error}"
+            : $"looked in DYN_STORE_KV={_runtime.Store.Description}";
 
     /// <summary>
     /// Streams the response to <paramref name="request"/> from instances chosen by the load-balancing policy,
@@ -307,7 +324,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         var available = Instances.AvailableStates;
         if (available.Length == 0)
         {
-            return budget.AttemptNumber == 1 ? throw new NoInstancesException(Endpoint.Path) : null;
+            return budget.AttemptNumber == 1 ? throw new NoInstancesException(Endpoint.Path, DescribeDiscovery()) : null;
         }
 
         IReadOnlyList<InstanceState> candidates = available;
@@ -335,6 +352,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 await foreach (var change in _runtime.Registry.WatchAsync(Endpoint, ct).ConfigureAwait(false))
                 {
                     failures = 0;
+                    Volatile.Write(ref _watchError, null);
                     Instances.Apply(change);
                 }
             }
@@ -345,6 +363,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             catch (Exception ex) when (ex is not ObjectDisposedException)
             {
                 // Keep routing to the instances we last knew while discovery is unreachable.
+                Volatile.Write(ref _watchError, ex.Message);
                 if (failures++ == 0)
                 {
                     LogWatchFailed(Endpoint.Path, ex.Message);

@@ -3,9 +3,12 @@ namespace RequestMigration.Routing;
 /// <summary>Base of the errors a router throws to end a request.</summary>
 public abstract class RoutingException(string message, Exception? inner = null) : Exception(message, inner);
 
-/// <summary>No instance of the endpoint is available: <c>no instances found for endpoint {ns/component/endpoint}</c>.</summary>
-public sealed class NoInstancesException(string endpointPath)
-    : RoutingException(MessageFor(endpointPath))
+/// <summary>
+/// No instance of the endpoint is available: <c>no instances found for endpoint {ns/component/endpoint}</c>, followed
+/// by where the router looked (<c>(looked in DYN_STORE_KV=file at /tmp/dynamo_store_kv)</c>) when known.
+/// </summary>
+public sealed class NoInstancesException(string endpointPath, string? where = null)
+    : RoutingException(where is null ? MessageFor(endpointPath) : $"{MessageFor(endpointPath)} ({where})")
 {
     /// <summary>The endpoint.</summary>
     public string EndpointPath { get; } = endpointPath;

@@ -147,6 +147,29 @@ public sealed class RouterFaultTests : IAsyncLifetime
             $"start {b.InstanceId:x} #2 from 2", $"end {b.InstanceId:x} #2 items 3: ok"]);
     }
 
+    [Fact]
+    public async Task When_no_instance_appears_the_error_names_the_store_and_where_it_looked()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "rm-empty-" + Guid.NewGuid().ToString("N"));
+        await using var runtime = new RequestMigrationRuntime(new RuntimeOptions { Discovery = new() { Store = RequestMigration.Discovery.StoreKind.File, File = new() { Root = dir } } });
+        await using var router = runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint));
+        var timeout = await Should.ThrowAsync<TimeoutException>(() => router.WaitForInstancesAsync(TimeSpan.FromMilliseconds(300), Ct));
+        timeout.Message.ShouldBe($"no instances found for endpoint test/backend/generate within 0.3 s (looked in DYN_STORE_KV=file at {dir})");
+        var none = await Should.ThrowAsync<NoInstancesException>(() => Collect(router.GenerateAsync("x", Ct)));
+        none.Message.ShouldBe($"no instances found for endpoint test/backend/generate (looked in DYN_STORE_KV=file at {dir})");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task When_the_store_is_unreachable_the_error_says_so()
+    {
+        var port = FreePort();
+        await using var runtime = new RequestMigrationRuntime(new RuntimeOptions { Discovery = new() { Store = RequestMigration.Discovery.StoreKind.Etcd, Etcd = new() { Endpoints = [new Uri($"http://127.0.0.1:{port}")] } } });
+        await using var router = runtime.CreateRouter<string, string>(EndpointId.Parse(TestCluster.DefaultEndpoint));
+        var timeout = await Should.ThrowAsync<TimeoutException>(() => router.WaitForInstancesAsync(TimeSpan.FromSeconds(3), Ct));
+        timeout.Message.ShouldStartWith($"no instances found for endpoint test/backend/generate within 3 s (looked in DYN_STORE_KV=etcd at http://127.0.0.1:{port}, which is unreachable: ");
+    }
+
     private sealed class RecordingObserver : IAttemptObserver
     {
         public List<string> Seen { get; } = [];
