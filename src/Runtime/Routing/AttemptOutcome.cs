@@ -78,6 +78,12 @@ internal static class AttemptClassifier
     /// <param name="framesSeen">Frames of this response read so far.</param>
     public static AttemptOutcome ReceiveFailed(Exception ex, bool reused, int framesSeen)
     {
+        if (ex is StreamRefusedException && framesSeen == 0)
+        {
+            // Refused before anything was done with it: as good as "shutting down", go elsewhere for free.
+            return new AttemptOutcome(AttemptResult.Draining, ex.Message, ex);
+        }
+
         if (ex is ProtocolException { Code: ErrorCode.FrameTooLarge })
         {
             // Our limit, not the instance's fault: another instance would send the same item.

@@ -1,0 +1,743 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace RequestMigration.Transport.Mux;
+
+/// <summary>
+/// Many <see cref="MuxStream"/>s over one byte stream (a TLS connection): the client opens streams, the
+/// server accepts them. One read loop routes incoming frames to their streams; writes from every stream are
+/// serialised, each frame whole. A broken connection breaks exactly its streams. See <see cref="MuxProtocol"/>.
+/// </summary>
+/// <remarks>
+/// Lock order: a stream's own gate may be held while taking <c>_gate</c> (a reader giving back window), never
+/// the reverse; the read loop looks a stream up under <c>_gate</c> and calls it after releasing it.
+/// </remarks>
+internal sealed partial class MuxConnection : IAsyncDisposable
+{
+    private readonly Stream _transport;
+    private readonly bool _isClient;
+    private readonly MuxSettings _local;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _closed = new();
+    private readonly Channel<MuxStream>? _accepted;
+
+    // Guarded by _gate: the open streams, the ids, both connection windows, the credit waiters' signal, the
+    // peer's settings and whether new streams are still allowed.
+    private readonly Lock _gate = new();
+    private readonly Dictionary<uint, MuxStream> _streams = [];
+    private MuxSettings _remote;
+    private uint _nextLocalId;
+    private uint _lastRemoteId;
+    private long _sendCredit;
+    private long _receiveWindowLeft;
+    private long _unackedConsumed;
+    private TaskCompletionSource _creditChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _goingAway;
+    private string? _failure;
+    private Task _readLoop = Task.CompletedTask;
+
+    private MuxConnection(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger)
+    {
+        _transport = transport;
+        _isClient = isClient;
+        _local = local;
+        _logger = logger;
+        Id = id;
+        _nextLocalId = 1;
+        _receiveWindowLeft = local.ConnectionWindow;
+        if (!isClient)
+        {
+            _accepted = Channel.CreateUnbounded<MuxStream>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        }
+    }
+
+    public string Id { get; }
+
+    /// <summary>Streams open now.</summary>
+    public int ActiveStreams
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _streams.Count;
+            }
+        }
+    }
+
+    /// <summary>Whether a client may open another stream here (alive, not going away, under the peer's limit).</summary>
+    public bool CanOpenStream
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failure is null && !_goingAway && _streams.Count < _remote.MaxConcurrentStreams;
+            }
+        }
+    }
+
+    /// <summary>Whether the connection is alive (a client drops it from its pool otherwise).</summary>
+    public bool IsAlive
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failure is null && !_goingAway;
+            }
+        }
+    }
+
+    /// <summary>Completes when the read loop has ended (the connection is closed or broken).</summary>
+    public Task Completion => _readLoop;
+
+    /// <summary>Exchanges settings and starts routing frames. Fails if the peer does not answer within <paramref name="cancellationToken"/>.</summary>
+    public static async Task<MuxConnection> StartAsync(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger, CancellationToken cancellationToken)
+    {
+        var connection = new MuxConnection(transport, isClient, local, id, logger);
+        var settings = new byte[12];
+        BinaryPrimitives.WriteInt32BigEndian(settings, local.MaxConcurrentStreams);
+        BinaryPrimitives.WriteInt32BigEndian(settings.AsSpan(4), local.InitialStreamWindow);
+        BinaryPrimitives.WriteInt32BigEndian(settings.AsSpan(8), local.ConnectionWindow);
+        connection._readLoop = connection.ReadLoopAsync();
+        try
+        {
+            await connection.SendFrameAsync(MuxFrameType.Settings, MuxFlags.None, 0, settings, cancellationToken).ConfigureAwait(false);
+            await connection._ready.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return connection;
+    }
+
+    /// <summary>Opens a stream (client side); its first write, or its FIN, opens it at the server.</summary>
+    /// <exception cref="IOException">The connection is broken, going away, or full.</exception>
+    public MuxStream OpenStream()
+    {
+        lock (_gate)
+        {
+            if (_failure is { } failure)
+            {
+                throw new IOException(failure);
+            }
+
+            if (_goingAway || _streams.Count >= _remote.MaxConcurrentStreams)
+            {
+                throw new IOException($"mux connection {Id} takes no new streams ({(_goingAway ? "going away" : $"{_streams.Count} of {_remote.MaxConcurrentStreams} open")})");
+            }
+
+            var id = _nextLocalId;
+            _nextLocalId += 2;
+            var stream = new MuxStream(this, id, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: true);
+            _streams[id] = stream;
+            return stream;
+        }
+    }
+
+    /// <summary>The next stream the client opened (server side); null once the connection is finished.</summary>
+    public async ValueTask<MuxStream?> AcceptStreamAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _accepted!.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Stops taking new streams and tells the peer (GOAWAY, graceful); open streams carry on.</summary>
+    public void GoAway(string reason)
+    {
+        lock (_gate)
+        {
+            if (_goingAway || _failure is not null)
+            {
+                return;
+            }
+
+            _goingAway = true;
+        }
+
+        _ = SendGoAwayAsync(MuxProtocol.CodeNone, reason);
+    }
+
+    /// <summary>Closes the connection at once; every stream fails with <paramref name="reason"/>.</summary>
+    public void Abort(string reason) => Fail(reason);
+
+    public async ValueTask DisposeAsync()
+    {
+        Fail("the connection was closed");
+        try
+        {
+            await _readLoop.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+
+        _closed.Dispose();
+    }
+
+    /// <summary>Sends a stream's bytes, in frames its and the connection's credit allow (waiting for more as needed).</summary>
+    internal async ValueTask WriteDataAsync(MuxStream stream, ReadOnlyMemory<byte> data, bool open, bool fin, CancellationToken cancellationToken)
+    {
+        do
+        {
+            var want = Math.Min(data.Length, MuxProtocol.MaxFramePayload);
+            var n = want == 0 ? 0 : await AcquireCreditAsync(stream, want, cancellationToken).ConfigureAwait(false);
+            var last = n == data.Length;
+            var flags = (open ? MuxFlags.Open : MuxFlags.None) | (fin && last ? MuxFlags.Fin : MuxFlags.None);
+            await SendFrameAsync(MuxFrameType.Data, flags, stream.Id, data[..n], cancellationToken).ConfigureAwait(false);
+            open = false;
+            data = data[n..];
+        }
+        while (!data.IsEmpty);
+    }
+
+    /// <summary>Sends the end of a stream's writes (not awaited: a FIN is tiny and must not block the caller).</summary>
+    internal void SendFin(MuxStream stream, bool open) =>
+        _ = SendQuietlyAsync(MuxFrameType.Data, (open ? MuxFlags.Open : MuxFlags.None) | MuxFlags.Fin, stream.Id, ReadOnlyMemory<byte>.Empty);
+
+    internal void SendReset(MuxStream stream, uint code)
+    {
+        var payload = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, code);
+        _ = SendQuietlyAsync(MuxFrameType.Reset, MuxFlags.None, stream.Id, payload);
+    }
+
+    /// <summary>
+    /// The consumer read (or a closed stream dropped) <paramref name="bytes"/>: once half a window is used up it
+    /// is granted back to the peer, for the stream (unless it is gone) and for the connection.
+    /// </summary>
+    internal void OnConsumed(MuxStream? stream, int bytes, bool streamGone = false)
+    {
+        if (bytes <= 0)
+        {
+            return;
+        }
+
+        var streamGrant = 0;
+        var connectionGrant = 0L;
+        lock (_gate)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            _unackedConsumed += bytes;
+            if (_unackedConsumed >= _local.ConnectionWindow / 2)
+            {
+                connectionGrant = _unackedConsumed;
+                _receiveWindowLeft += _unackedConsumed;
+                _unackedConsumed = 0;
+            }
+
+            if (stream is not null && !streamGone && !stream.IsReset)
+            {
+                stream.UnackedConsumed += bytes;
+                if (stream.UnackedConsumed >= _local.InitialStreamWindow / 2 && _streams.ContainsKey(stream.Id))
+                {
+                    streamGrant = stream.UnackedConsumed;
+                    stream.ReceiveWindowLeft += streamGrant;
+                    stream.UnackedConsumed = 0;
+                }
+            }
+        }
+
+        if (streamGrant > 0)
+        {
+            _ = SendWindowAsync(stream!.Id, streamGrant);
+        }
+
+        if (connectionGrant > 0)
+        {
+            _ = SendWindowAsync(0, (int)connectionGrant);
+        }
+    }
+
+    /// <summary>A stream is done (both sides finished, reset, or disposed): its id is forgotten.</summary>
+    internal void OnStreamClosed(MuxStream stream)
+    {
+        TaskCompletionSource? wake;
+        lock (_gate)
+        {
+            if (!_streams.Remove(stream.Id))
+            {
+                return;
+            }
+
+            // A freed slot is also a reason for a waiting writer of this stream to look again (it fails now).
+            wake = _creditChanged;
+            _creditChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        wake.TrySetResult();
+    }
+
+    private async ValueTask<int> AcquireCreditAsync(MuxStream stream, int want, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task waiting;
+            lock (_gate)
+            {
+                if (_failure is { } failure)
+                {
+                    throw new IOException(failure);
+                }
+
+                if (stream.IsReset)
+                {
+                    throw new IOException($"mux stream {stream.Id} was reset");
+                }
+
+                var n = (int)Math.Min(want, Math.Min(stream.SendCredit, _sendCredit));
+                if (n > 0)
+                {
+                    stream.SendCredit -= n;
+                    _sendCredit -= n;
+                    return n;
+                }
+
+                waiting = _creditChanged.Task;
+            }
+
+            await waiting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask SendFrameAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        var size = MuxProtocol.HeaderSize + payload.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            // Header and payload in one write: one TLS record, not two.
+            MuxProtocol.WriteHeader(buffer, payload.Length, type, flags, streamId);
+            payload.Span.CopyTo(buffer.AsSpan(MuxProtocol.HeaderSize));
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (Volatile.Read(ref _failure) is { } failure)
+                {
+                    throw new IOException(failure);
+                }
+
+                // Not cancellable once started: a frame cut in half would break every stream of the connection.
+                await _transport.WriteAsync(buffer.AsMemory(0, size), CancellationToken.None).ConfigureAwait(false);
+                await _transport.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not IOException || Volatile.Read(ref _failure) is null)
+            {
+                if (ex is OperationCanceledException)
+                {
+                    throw;
+                }
+
+                Fail($"writing to mux connection {Id} failed: {ex.Message}");
+                throw new IOException($"writing to mux connection {Id} failed: {ex.Message}", ex);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task SendQuietlyAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            await SendFrameAsync(type, flags, streamId, payload, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+            // The connection is failing; its streams are told so by Fail.
+        }
+    }
+
+    private Task SendWindowAsync(uint streamId, int increment)
+    {
+        var payload = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, (uint)increment);
+        return SendQuietlyAsync(MuxFrameType.Window, MuxFlags.None, streamId, payload);
+    }
+
+    private async Task SendGoAwayAsync(uint code, string reason)
+    {
+        uint last;
+        lock (_gate)
+        {
+            last = _lastRemoteId;
+        }
+
+        var text = Encoding.UTF8.GetBytes(reason.Length > 512 ? reason[..512] : reason);
+        var payload = new byte[8 + text.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, last);
+        BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), code);
+        text.CopyTo(payload, 8);
+        await SendQuietlyAsync(MuxFrameType.GoAway, MuxFlags.None, 0, payload).ConfigureAwait(false);
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var reader = PipeReader.Create(_transport, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true));
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync(_closed.Token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                try
+                {
+                    while (TryReadFrame(ref buffer, out var header, out var payload))
+                    {
+                        Dispatch(header, payload);
+                    }
+                }
+                finally
+                {
+                    reader.AdvanceTo(buffer.Start, buffer.End);
+                }
+
+                if (result.IsCompleted)
+                {
+                    Fail(buffer.IsEmpty ? $"mux connection {Id} was closed by the peer" : $"mux connection {Id} ended inside a frame");
+                    return;
+                }
+            }
+        }
+        catch (MuxProtocolException ex)
+        {
+            LogProtocolError(Id, ex.Message);
+            await SendGoAwayAsync(ex.Code, ex.Message).ConfigureAwait(false);
+            Fail($"mux protocol error on {Id}: {ex.Message}");
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            Fail($"mux connection {Id} broke: {ex.Message}");
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, out (int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) header, out ReadOnlySequence<byte> payload)
+    {
+        header = default;
+        payload = default;
+        if (buffer.Length < MuxProtocol.HeaderSize)
+        {
+            return false;
+        }
+
+        Span<byte> raw = stackalloc byte[MuxProtocol.HeaderSize];
+        buffer.Slice(0, MuxProtocol.HeaderSize).CopyTo(raw);
+        var length = BinaryPrimitives.ReadUInt32BigEndian(raw);
+        if (length > MuxProtocol.MaxFramePayload)
+        {
+            throw new MuxProtocolException($"frame of {length} bytes exceeds the mux frame limit of {MuxProtocol.MaxFramePayload} bytes");
+        }
+
+        if (buffer.Length < MuxProtocol.HeaderSize + length)
+        {
+            return false;
+        }
+
+        header = ((int)length, (MuxFrameType)raw[4], (MuxFlags)raw[5], BinaryPrimitives.ReadUInt32BigEndian(raw[6..]));
+        payload = buffer.Slice(MuxProtocol.HeaderSize, length);
+        buffer = buffer.Slice(payload.End);
+        return true;
+    }
+
+    private void Dispatch((int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) h, ReadOnlySequence<byte> payload)
+    {
+        if (!_ready.Task.IsCompleted && h.Type != MuxFrameType.Settings)
+        {
+            throw new MuxProtocolException($"the first frame must be Settings, not {h.Type}");
+        }
+
+        switch (h.Type)
+        {
+            case MuxFrameType.Settings:
+                OnSettings(h, payload);
+                break;
+            case MuxFrameType.Data:
+                OnData(h, payload);
+                break;
+            case MuxFrameType.Window:
+                OnWindow(h, payload);
+                break;
+            case MuxFrameType.Reset:
+                if (h.Length != 4)
+                {
+                    throw new MuxProtocolException($"a Reset frame carries 4 bytes, not {h.Length}");
+                }
+
+                Find(h.StreamId)?.OnRemoteReset(ReadUInt32(payload));
+                break;
+            case MuxFrameType.GoAway:
+                OnGoAway(h, payload);
+                break;
+            default:
+                throw new MuxProtocolException($"unknown frame type 0x{(byte)h.Type:x2}");
+        }
+    }
+
+    private void OnSettings((int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) h, ReadOnlySequence<byte> payload)
+    {
+        if (_ready.Task.IsCompleted)
+        {
+            throw new MuxProtocolException("Settings sent twice");
+        }
+
+        if (h.Length != 12 || h.StreamId != 0)
+        {
+            throw new MuxProtocolException("a Settings frame carries 12 bytes on stream 0");
+        }
+
+        Span<byte> raw = stackalloc byte[12];
+        payload.CopyTo(raw);
+        var remote = new MuxSettings(BinaryPrimitives.ReadInt32BigEndian(raw), BinaryPrimitives.ReadInt32BigEndian(raw[4..]), BinaryPrimitives.ReadInt32BigEndian(raw[8..]));
+        if (remote.MaxConcurrentStreams < 1 || remote.InitialStreamWindow < 1024 || remote.ConnectionWindow < remote.InitialStreamWindow)
+        {
+            throw new MuxProtocolException($"Settings out of range ({remote})");
+        }
+
+        lock (_gate)
+        {
+            _remote = remote;
+            _sendCredit = remote.ConnectionWindow;
+        }
+
+        _ready.TrySetResult();
+    }
+
+    private void OnData((int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) h, ReadOnlySequence<byte> payload)
+    {
+        MuxStream? stream;
+        var open = (h.Flags & MuxFlags.Open) != 0;
+        var drop = false;
+        lock (_gate)
+        {
+            if (h.Length > _receiveWindowLeft)
+            {
+                throw new MuxProtocolException($"stream {h.StreamId} sent {h.Length} bytes past the connection's flow-control window", MuxProtocol.CodeFlowControl);
+            }
+
+            _receiveWindowLeft -= h.Length;
+            if (open)
+            {
+                stream = Accept(h.StreamId);
+                drop = stream is null;
+            }
+            else if (!_streams.TryGetValue(h.StreamId, out stream))
+            {
+                if (h.StreamId > (_isClient ? _nextLocalId - 2 : _lastRemoteId) || h.StreamId == 0)
+                {
+                    throw new MuxProtocolException($"Data for stream {h.StreamId}, which was never opened");
+                }
+
+                // A stream already closed here (reset, say): its late bytes are dropped, their window returned.
+                drop = true;
+            }
+
+            if (stream is not null && h.Length > stream.ReceiveWindowLeft)
+            {
+                throw new MuxProtocolException($"stream {h.StreamId} sent {h.Length} bytes past its flow-control window of {_local.InitialStreamWindow} bytes", MuxProtocol.CodeFlowControl);
+            }
+
+            if (stream is not null)
+            {
+                stream.ReceiveWindowLeft -= h.Length;
+            }
+        }
+
+        if (drop || stream is null)
+        {
+            OnConsumed(null, h.Length, streamGone: true);
+            if (open)
+            {
+                // Opened after our GOAWAY: refused, so the client goes elsewhere without counting a failure.
+                var refused = new byte[4];
+                BinaryPrimitives.WriteUInt32BigEndian(refused, MuxProtocol.CodeRefused);
+                _ = SendQuietlyAsync(MuxFrameType.Reset, MuxFlags.None, h.StreamId, refused);
+            }
+
+            return;
+        }
+
+        byte[]? copy = null;
+        if (h.Length > 0)
+        {
+            copy = ArrayPool<byte>.Shared.Rent(h.Length);
+            payload.CopyTo(copy);
+        }
+
+        stream.OnData(copy, h.Length, (h.Flags & MuxFlags.Fin) != 0);
+        if (open)
+        {
+            _accepted!.Writer.TryWrite(stream);
+        }
+    }
+
+    /// <summary>
+    /// A client opened a stream (caller holds <c>_gate</c>); the rules of ids and limits are enforced here.
+    /// Null when it is refused because this side is going away.
+    /// </summary>
+    private MuxStream? Accept(uint id)
+    {
+        if (_isClient)
+        {
+            throw new MuxProtocolException($"the server tried to open stream {id}; only clients open streams");
+        }
+
+        if (id % 2 == 0 || id <= _lastRemoteId)
+        {
+            throw new MuxProtocolException($"stream {id} cannot be opened: ids are odd and increase (the last was {_lastRemoteId}); a closed id is never reused");
+        }
+
+        if (_streams.Count >= _local.MaxConcurrentStreams)
+        {
+            throw new MuxProtocolException($"stream {id} opened while {_streams.Count} streams were open; at most {_local.MaxConcurrentStreams} are allowed", MuxProtocol.CodeRefused);
+        }
+
+        _lastRemoteId = id;
+        if (_goingAway)
+        {
+            return null;
+        }
+
+
+        var stream = new MuxStream(this, id, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: false);
+        _streams[id] = stream;
+        return stream;
+    }
+
+    private void OnWindow((int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) h, ReadOnlySequence<byte> payload)
+    {
+        if (h.Length != 4)
+        {
+            throw new MuxProtocolException($"a Window frame carries 4 bytes, not {h.Length}");
+        }
+
+        var increment = ReadUInt32(payload);
+        if (increment is 0 or > int.MaxValue)
+        {
+            throw new MuxProtocolException($"Window increment {increment} is out of range");
+        }
+
+        TaskCompletionSource wake;
+        lock (_gate)
+        {
+            if (h.StreamId == 0)
+            {
+                _sendCredit += increment;
+            }
+            else if (_streams.TryGetValue(h.StreamId, out var stream))
+            {
+                stream.SendCredit = (int)Math.Min(int.MaxValue, (long)stream.SendCredit + increment);
+            }
+
+            wake = _creditChanged;
+            _creditChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        wake.TrySetResult();
+    }
+
+    private void OnGoAway((int Length, MuxFrameType Type, MuxFlags Flags, uint StreamId) h, ReadOnlySequence<byte> payload)
+    {
+        if (h.Length < 8)
+        {
+            throw new MuxProtocolException("a GoAway frame carries at least 8 bytes");
+        }
+
+        var raw = payload.ToArray();
+        var code = BinaryPrimitives.ReadUInt32BigEndian(raw.AsSpan(4));
+        var reason = Encoding.UTF8.GetString(raw, 8, raw.Length - 8);
+        lock (_gate)
+        {
+            _goingAway = true;
+        }
+
+        if (code != MuxProtocol.CodeNone)
+        {
+            Fail($"the peer closed mux connection {Id}: {reason}");
+        }
+    }
+
+    private MuxStream? Find(uint id)
+    {
+        lock (_gate)
+        {
+            return _streams.GetValueOrDefault(id);
+        }
+    }
+
+    private void Fail(string reason)
+    {
+        MuxStream[] streams;
+        TaskCompletionSource wake;
+        lock (_gate)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            _failure = reason;
+            streams = [.. _streams.Values];
+            _streams.Clear();
+            wake = _creditChanged;
+        }
+
+        wake.TrySetResult();
+        _ready.TrySetException(new IOException(reason));
+        _accepted?.Writer.TryComplete();
+        foreach (var s in streams)
+        {
+            s.OnConnectionFailed(reason);
+        }
+
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        // Closing the transport ends a read loop blocked in the socket and any write in progress.
+        _transport.Dispose();
+    }
+
+    private static uint ReadUInt32(ReadOnlySequence<byte> payload)
+    {
+        Span<byte> raw = stackalloc byte[4];
+        payload.Slice(0, 4).CopyTo(raw);
+        return BinaryPrimitives.ReadUInt32BigEndian(raw);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "mux connection {ConnectionId}: protocol error ({Rule}); closing it")]
+    private partial void LogProtocolError(string connectionId, string rule);
+}
