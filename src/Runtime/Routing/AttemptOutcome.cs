@@ -117,7 +117,7 @@ internal static class AttemptClassifier
 
     /// <summary>The stream was broken on purpose because the instance was declared failed (heartbeats).</summary>
     public static AttemptOutcome Interrupted(string reason) =>
-        new(AttemptResult.Broken, $"{StreamErrors.StreamIncomplete} ({reason})");
+        new(AttemptResult.Broken, $"{StreamErrors.StreamIncomplete} ({reason})", new HeartbeatFailedException(reason));
 
     /// <summary>The instance ended the response with an error frame, the <paramref name="framesSeen"/>-th frame.</summary>
     public static AttemptOutcome ErrorFrame(ErrorCode code, string message, int framesSeen)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
@@ -146,6 +147,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
         var requestId = Guid.NewGuid().ToString("N");
+        using var call = CallTracing.StartCall(Endpoint.Path, requestId);
         var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration, _options.MaxRetryWait);
         while (true)
         {
@@ -169,11 +171,14 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             else
             {
                 RuntimeMetrics.Attempts.Add(1, _endpointTag);
-                var header = new RequestHeader(Endpoint.Path, requestId, budget.AttemptNumber, _options.Migration && budget.Delivered > 0 ? ResumeToken.Create(budget.Delivered) : ReadOnlyMemory<byte>.Empty);
-                var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout, _heartbeats);
                 var record = instance.Record;
-                observer?.OnAttemptStarted(record, header.Attempt, _options.Migration ? budget.Delivered : 0);
-                AttemptOutcome outcome;
+                var resumeFrom = _options.Migration ? budget.Delivered : 0;
+                var span = CallTracing.StartAttempt(call, Endpoint.Path, record, budget.AttemptNumber, resumeFrom);
+                var (traceParent, traceState) = CallTracing.Propagate(span);
+                var header = new RequestHeader(Endpoint.Path, requestId, budget.AttemptNumber, resumeFrom > 0 ? ResumeToken.Create(resumeFrom) : ReadOnlyMemory<byte>.Empty, traceParent, traceState);
+                var attempt = new RequestAttempt<TResponse>(_runtime, instance, _options.FirstItemTimeout, _heartbeats);
+                observer?.OnAttemptStarted(record, header.Attempt, resumeFrom);
+                AttemptOutcome outcome = default;
                 try
                 {
                     var next = await attempt.StartAsync(header, payload, cancellationToken).ConfigureAwait(false);
@@ -192,10 +197,13 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 finally
                 {
                     await attempt.DisposeAsync().ConfigureAwait(false);
+
+                    // A consumer that stops early leaves the outcome unset: the span ends as abandoned.
+                    CallTracing.EndAttempt(span, outcome, attempt.ItemsRead);
                 }
 
                 observer?.OnAttemptEnded(record, header.Attempt, attempt.ItemsRead, outcome.Result == AttemptResult.Completed ? null : outcome.Error);
-                step = OnAttemptEnded(budget, outcome, instance, attempt.ItemsRead, requestId, header.Attempt);
+                step = OnAttemptEnded(budget, outcome, instance, attempt.ItemsRead, requestId, header.Attempt, call);
                 if (!_options.Migration && (step == NextStep.Retry || (step == NextStep.Fail && !outcome.EndsCall)))
                 {
                     // Without migration the next attempt starts over, so the consumer must know where it begins.
@@ -206,10 +214,14 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             switch (step)
             {
                 case NextStep.Done:
+                    CallTracing.EndCall(call, null);
                     yield break;
                 case NextStep.Fail:
-                    throw FinalError(budget);
+                    var error = FinalError(budget);
+                    CallTracing.EndCall(call, error);
+                    throw error;
                 case NextStep.Retry:
+                    CallTracing.Failover(call, budget);
                     RuntimeMetrics.Failovers.Add(1, _endpointTag);
                     Log.Retrying(_logger, requestId, budget.FailedAttempts + 1, budget.MaxAttempts, Endpoint.Path);
                     break;
@@ -218,7 +230,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     }
 
     /// <summary>Feeds passive health (blaming the instance when the outcome says so) and asks the budget what comes next.</summary>
-    private NextStep OnAttemptEnded(CallBudget budget, AttemptOutcome outcome, InstanceState instance, long itemsRead, string requestId, int attempt)
+    private NextStep OnAttemptEnded(CallBudget budget, AttemptOutcome outcome, InstanceState instance, long itemsRead, string requestId, int attempt, Activity? call)
     {
         if (outcome.Result == AttemptResult.Completed)
         {
@@ -232,7 +244,10 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         else if (outcome.BlamesInstance)
         {
             Log.ReportingDown(_logger, instance.InstanceId, outcome.Error, Endpoint.Path, requestId, attempt);
-            Instances.ReportFailure(instance.InstanceId, outcome.Error);
+            if (Instances.ReportFailure(instance.InstanceId, outcome.Error))
+            {
+                CallTracing.Inhibited(call, instance.Record);
+            }
         }
 
         return budget.OnAttemptEnded(outcome, instance.InstanceId, itemsRead);

@@ -6,17 +6,23 @@ namespace RequestMigration.Wire;
 
 /// <summary>
 /// The header at the start of a <see cref="FrameType.Request"/> payload:
-/// <c>[u8 version=1][u16 len][endpoint path][u16 len][request id][u16 attempt][u32 len][resume bytes]</c>,
-/// then the request payload.
+/// <c>[u8 version][u16 len][endpoint path][u16 len][request id][u16 attempt][u32 len][resume bytes]</c>, and in
+/// version 2 then <c>[u16 len][traceparent][u16 len][tracestate]</c> (W3C trace context, ASCII); then the
+/// request payload. Version 1 is written when there is no trace context, so servers that predate tracing
+/// keep working with routers that do not trace.
 /// </summary>
 /// <param name="EndpointPath">The endpoint asked for, <c>ns/component/endpoint</c>.</param>
 /// <param name="RequestId">Stable across attempts of one request, for logs and for de-duplication.</param>
 /// <param name="Attempt">1 for the first attempt, then 2, 3, …</param>
-/// <param name="Resume">Reserved for resuming a migrated request (what the consumer already received); empty otherwise.</param>
-public sealed record RequestHeader(string EndpointPath, string RequestId, int Attempt, ReadOnlyMemory<byte> Resume)
+/// <param name="Resume">Resuming a migrated request (what the consumer already received); empty otherwise.</param>
+/// <param name="TraceParent">The W3C <c>traceparent</c> of the attempt's span, or null.</param>
+/// <param name="TraceState">The W3C <c>tracestate</c> that goes with it, or null.</param>
+internal sealed record RequestHeader(string EndpointPath, string RequestId, int Attempt, ReadOnlyMemory<byte> Resume, string? TraceParent = null, string? TraceState = null)
 {
-    /// <summary>The only version this build reads and writes.</summary>
-    public const byte Version = 1;
+    /// <summary>The newest version this build writes (it reads 1 and 2).</summary>
+    public const byte Version = 2;
+
+    private const int MaxTraceText = 1024;
 
     private const int MaxText = ushort.MaxValue;
 
@@ -32,9 +38,19 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
             throw new ArgumentException("endpoint path and request id must each be at most 65535 UTF-8 bytes");
         }
 
-        var size = 1 + 2 + pathLen + 2 + idLen + 2 + 4 + Resume.Length;
+        var traced = TraceParent is { Length: > 0 };
+        var parentLen = traced ? Encoding.ASCII.GetByteCount(TraceParent!) : 0;
+        var stateLen = traced && TraceState is { } ts ? Encoding.ASCII.GetByteCount(ts) : 0;
+        if (parentLen > MaxTraceText || stateLen > MaxTraceText)
+        {
+            // Trace context is best effort: an oversized one is dropped rather than failing the request.
+            traced = false;
+            parentLen = stateLen = 0;
+        }
+
+        var size = 1 + 2 + pathLen + 2 + idLen + 2 + 4 + Resume.Length + (traced ? 4 + parentLen + stateLen : 0);
         var span = output.GetSpan(size);
-        span[0] = Version;
+        span[0] = traced ? Version : (byte)1;
         var o = 1;
         BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)pathLen);
         o += 2;
@@ -47,6 +63,20 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
         BinaryPrimitives.WriteUInt32BigEndian(span[o..], (uint)Resume.Length);
         o += 4;
         Resume.Span.CopyTo(span[o..]);
+        o += Resume.Length;
+        if (traced)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)parentLen);
+            o += 2;
+            o += Encoding.ASCII.GetBytes(TraceParent!, span[o..]);
+            BinaryPrimitives.WriteUInt16BigEndian(span[o..], (ushort)stateLen);
+            o += 2;
+            if (stateLen > 0)
+            {
+                Encoding.ASCII.GetBytes(TraceState!, span[o..]);
+            }
+        }
+
         output.Advance(size);
     }
 
@@ -60,9 +90,9 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
             throw new ProtocolException("request header: empty request frame");
         }
 
-        if (version != Version)
+        if (version is not (1 or Version))
         {
-            throw new ProtocolException($"request header: unsupported version {version} (expected {Version})");
+            throw new ProtocolException($"request header: unsupported version {version} (expected 1 or {Version})");
         }
 
         var path = ReadText(ref reader, "endpoint path");
@@ -79,8 +109,20 @@ public sealed record RequestHeader(string EndpointPath, string RequestId, int At
 
         var resume = frame.Slice(reader.Position, resumeLen).ToArray();
         reader.Advance(resumeLen);
+        string? traceParent = null;
+        string? traceState = null;
+        if (version == 2)
+        {
+            traceParent = ReadText(ref reader, "traceparent");
+            traceState = ReadText(ref reader, "tracestate");
+            if (traceParent.Length > MaxTraceText || traceState.Length > MaxTraceText)
+            {
+                throw new ProtocolException($"request header: trace context longer than {MaxTraceText} bytes");
+            }
+        }
+
         payload = frame.Slice(reader.Position);
-        return new RequestHeader(path, id, (ushort)attempt, resume);
+        return new RequestHeader(path, id, (ushort)attempt, resume, traceParent is { Length: > 0 } ? traceParent : null, traceState is { Length: > 0 } ? traceState : null);
     }
 
     private static string ReadText(ref SequenceReader<byte> reader, string what)
