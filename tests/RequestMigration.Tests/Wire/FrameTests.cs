@@ -128,9 +128,24 @@ public sealed class FrameTests
         payload.ToArray().ShouldBe("{\"x\":1}"u8.ToArray());
     }
 
+    [Fact]
+    public void Request_header_carries_trace_context_in_version_2_and_stays_version_1_without_it()
+    {
+        using var traced = new PooledBufferWriter();
+        new RequestHeader("ns/comp/ep", "req-1", 2, new byte[] { 7 }, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=x").Write(traced);
+        traced.WrittenMemory.Span[0].ShouldBe((byte)2);
+        var read = RequestHeader.Read(new ReadOnlySequence<byte>(traced.WrittenMemory), out _);
+        (read.TraceParent, read.TraceState, read.Attempt, read.Resume.ToArray()[0]).ShouldBe(("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=x", 2, (byte)7));
+
+        using var plain = new PooledBufferWriter();
+        new RequestHeader("ns/comp/ep", "req-1", 1, ReadOnlyMemory<byte>.Empty).Write(plain);
+        plain.WrittenMemory.Span[0].ShouldBe((byte)1);
+        RequestHeader.Read(new ReadOnlySequence<byte>(plain.WrittenMemory), out _).TraceParent.ShouldBeNull();
+    }
+
     [Theory]
     [InlineData(new byte[] { }, "empty")]
-    [InlineData(new byte[] { 2 }, "unsupported version 2")]
+    [InlineData(new byte[] { 3 }, "unsupported version 3 (expected 1 or 2)")]
     [InlineData(new byte[] { 1, 0 }, "truncated before the endpoint path length")]
     [InlineData(new byte[] { 1, 0, 50, 65 }, "endpoint path length 50 is larger than the frame")]
     [InlineData(new byte[] { 1, 0, 1, 0xff, 0, 0, 0, 1, 0, 0, 0, 0 }, "endpoint path is not valid UTF-8")]
