@@ -63,8 +63,14 @@ internal sealed partial class TransportFactory : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts listening for <paramref name="kind"/> on <paramref name="endpoint"/>.</summary>
+    /// <exception cref="FileNotFoundException">The server certificate or key file is missing (named in the message).</exception>
+    /// <exception cref="ArgumentException">The certificate or key cannot be loaded (named in the message).</exception>
     public async ValueTask<ITransportListener> ListenAsync(TransportKind kind, IPEndPoint endpoint, CancellationToken cancellationToken)
     {
+        // Load the certificate and key before the port opens: TCP handshakes happen later, one per peer, where
+        // a missing file would only be logged while the instance, already registered, black-holes every request.
+        _ = _tls.Value.ServerOptions();
         if (kind == TransportKind.Quic && TransportKinds.IsQuicSupported)
         {
             return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, _logger, cancellationToken).ConfigureAwait(false);
