@@ -92,6 +92,7 @@ public static class RequestMigrationServiceCollectionExtensions
     private sealed class EndpointServerHostedService(RequestMigrationRuntime runtime, IEnumerable<EndpointRegistration> registrations, IServiceProvider services) : IHostedService
     {
         private EndpointServer? _server;
+        private volatile bool _stopping;
 
         public async Task StartAsync(CancellationToken cancellationToken)
         {
@@ -102,8 +103,27 @@ public static class RequestMigrationServiceCollectionExtensions
             }
 
             await _server.StartAsync(cancellationToken).ConfigureAwait(false);
+
+            // A server that stopped by itself (its listener failed) has left discovery; a process that serves
+            // nothing should exit so whatever supervises it starts a fresh one.
+            var lifetime = services.GetService<IHostApplicationLifetime>();
+            _ = _server.Completion.ContinueWith(
+                _ =>
+                {
+                    if (!_stopping)
+                    {
+                        lifetime?.StopApplication();
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
         }
 
-        public Task StopAsync(CancellationToken cancellationToken) => _server?.StopAsync(cancellationToken) ?? Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            _stopping = true;
+            return _server?.StopAsync(cancellationToken) ?? Task.CompletedTask;
+        }
     }
 }

@@ -25,6 +25,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopAccepting = new();
     private readonly List<ITransportListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private InstanceRegistrar? _registrar;
     private Task _starting = Task.CompletedTask;
     private int _state = (int)ServerState.New;
@@ -60,6 +61,16 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     /// <summary>Every transport and address the server listens on, preferred first (valid after <see cref="StartAsync"/>).</summary>
     public IReadOnlyList<InstanceAddress> Addresses { get; private set; } = [];
+
+    /// <summary>
+    /// Completes once the server has stopped: after <see cref="StopAsync"/>, after a failed start, or when the
+    /// server stopped by itself because it could no longer accept connections (logged as an error). A host
+    /// can watch it to exit a process that no longer serves anything.
+    /// </summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>The listeners, for tests that make one fail.</summary>
+    internal IReadOnlyList<ITransportListener> Listeners => _listeners;
 
     internal int MaxFrameSize { get; }
 
@@ -184,9 +195,10 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Addresses = [.. kinds.Select(k => new InstanceAddress(k == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp, FormatAddress(host, bound[k].LocalEndPoint.Port)))];
         Transport = Addresses[0].Transport;
         Address = Addresses[0].Address;
-        foreach (var listener in _listeners)
+        foreach (var (kind, listener) in bound)
         {
-            _acceptLoops.Add(AcceptLoopAsync(listener));
+            var transport = kind == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
+            _acceptLoops.Add(AcceptLoopAsync(listener, transport, FormatAddress(host, listener.LocalEndPoint.Port)));
         }
     }
 
@@ -213,6 +225,8 @@ public sealed partial class EndpointServer : IAsyncDisposable
         {
             await _registrar.DisposeAsync().ConfigureAwait(false);
         }
+
+        _completion.TrySetResult();
     }
 
     private async Task CloseListenersAsync()
@@ -317,6 +331,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
             }
 
             LogStopped(InstanceId);
+            _completion.TrySetResult();
         }
     }
 
@@ -348,10 +363,11 @@ public sealed partial class EndpointServer : IAsyncDisposable
         }
     }
 
-    private async Task AcceptLoopAsync(ITransportListener listener)
+    private async Task AcceptLoopAsync(ITransportListener listener, string transport, string address)
     {
         var ct = _stopAccepting.Token;
-        while (!ct.IsCancellationRequested)
+        Exception failure;
+        while (true)
         {
             IServerConnection conn;
             try
@@ -362,14 +378,22 @@ public sealed partial class EndpointServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is System.Threading.Channels.ChannelClosedException or ObjectDisposedException)
+            catch (Exception ex)
             {
-                return;
+                failure = ex is System.Threading.Channels.ChannelClosedException { InnerException: { } inner } ? inner : ex;
+                break;
             }
 
             _connections.TryAdd(conn, 0);
             _ = ServeConnectionAsync(conn);
         }
+
+        // Nobody asked this loop to end: the listener failed. Registered but deaf, the instance would take
+        // every router's next requests and refuse them, so leave discovery and stop (in-flight streams on
+        // connections already accepted still finish within the drain timeout). Not awaited: stopping waits
+        // for this loop to return.
+        LogAcceptLoopDied(failure, InstanceId, transport, address, failure.Message);
+        _ = Task.Run(() => StopAsync());
     }
 
     private async Task ServeConnectionAsync(IServerConnection conn)
@@ -447,6 +471,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "server: instance {InstanceId:x} stopped")]
     private partial void LogStopped(ulong instanceId);
+
+    [LoggerMessage(EventId = 220, EventName = "AcceptLoopDied", Level = LogLevel.Error, Message = "server: instance {InstanceId:x} stopped accepting {Transport} connections on {Address} ({Reason}); deregistering and stopping")]
+    private partial void LogAcceptLoopDied(Exception ex, ulong instanceId, string transport, string address, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "server: connection {ConnectionId} from {Remote}")]
     private partial void LogConnection(string connectionId, string remote);

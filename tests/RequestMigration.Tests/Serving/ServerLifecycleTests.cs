@@ -1,9 +1,11 @@
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using RequestMigration.Discovery;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Discovery.Memory;
 using RequestMigration.Serving;
 using RequestMigration.Tests.BadInput;
+using RequestMigration.Tests.Infrastructure;
 using RequestMigration.Transport;
 using Shouldly;
 using Xunit;
@@ -85,13 +87,124 @@ public sealed class ServerLifecycleTests : IAsyncLifetime
         (await Registered()).ShouldBeEmpty();
     }
 
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task StopAsync_while_the_start_writes_the_record_leaves_nothing_registered_and_nothing_listening(TransportKind transport)
+    {
+        SkipWithoutQuic(transport);
+        var gated = new GatedStore(_store) { HoldPuts = true };
+        var server = Server(transport, store: gated);
+
+        var start = server.StartAsync(Ct);
+        await gated.PutEntered.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var address = server.Address;
+        var stop = server.StopAsync(Ct);
+        await Task.Delay(50, Ct);
+        stop.IsCompleted.ShouldBeFalse("StopAsync waits for the interrupted start to undo itself");
+        gated.Release();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await stop.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        (await Registered()).ShouldBeEmpty("the record written by the interrupted start is removed with its lease");
+        await ShouldNotListenAsync(transport, address);
+    }
+
+    [Fact]
+    public async Task StopAsync_while_the_start_waits_for_a_lease_leaves_nothing_registered_and_nothing_listening()
+    {
+        var gated = new GatedStore(_store) { HoldGrants = true };
+        var server = Server(TransportKind.Tcp, store: gated);
+
+        var start = server.StartAsync(Ct);
+        await gated.GrantEntered.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var address = server.Address;
+        var stop = server.StopAsync(Ct);
+        gated.Release();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await stop.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        (await Registered()).ShouldBeEmpty();
+        (await _store.ListAsync(string.Empty, Ct)).ShouldBeEmpty("the lease granted after the stop is revoked");
+        await ShouldNotListenAsync(TransportKind.Tcp, address);
+    }
+
+    [Fact]
+    public async Task Stops_racing_starts_at_random_moments_never_leave_an_instance_registered()
+    {
+        var random = new Random(8);
+        for (var i = 0; i < 25; i++)
+        {
+            var server = Server(TransportKind.Tcp);
+            var start = server.StartAsync(Ct);
+            if (random.Next(3) > 0)
+            {
+                await Task.Delay(random.Next(0, 4), Ct);
+            }
+
+            await server.StopAsync(Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            try
+            {
+                await start.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            }
+            catch (OperationCanceledException)
+            {
+                // The stop came first: the start undid itself.
+            }
+
+            (await _store.ListAsync(string.Empty, Ct)).ShouldBeEmpty($"round {i}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task An_accept_loop_that_dies_is_logged_with_its_cause_and_the_instance_deregisters(TransportKind transport)
+    {
+        SkipWithoutQuic(transport);
+        var logs = new CapturedLogs();
+        var server = Server(transport, logs: logs);
+        await server.StartAsync(Ct);
+        (await Registered()).Count.ShouldBe(1);
+
+        // The listener fails under the server (not stopped by it): its socket is gone.
+        var listener = server.Listeners.Single();
+        if (listener is RequestMigration.Transport.Tcp.TcpTransportListener tcp)
+        {
+            tcp.Socket.Dispose();
+        }
+        else
+        {
+            await listener.DisposeAsync();
+        }
+
+        await server.Completion.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        (await Registered()).ShouldBeEmpty("an instance that cannot accept connections must not stay registered");
+        var line = logs.Entries.SingleOrDefault(e => e.Message.Contains("stopped accepting", StringComparison.Ordinal));
+        line.Message.ShouldNotBeNull(logs.Dump());
+        line.Level.ShouldBe(LogLevel.Error);
+        line.Message.ShouldContain(server.InstanceId.ToString("x"));
+        line.Message.ShouldContain("deregistering", customMessage: line.Message);
+        (line.Exception ?? new Exception(line.Message)).ShouldNotBeNull();
+    }
+
+    private static async Task ShouldNotListenAsync(TransportKind transport, string address)
+    {
+        if (transport != TransportKind.Tcp || string.IsNullOrEmpty(address))
+        {
+            return;
+        }
+
+        var (host, port) = RequestMigration.Transport.Addresses.Split(address);
+        using var probe = new TcpClient();
+        await Should.ThrowAsync<SocketException>(() => probe.ConnectAsync(host, port, Ct).AsTask());
+    }
+
     private static void SkipWithoutQuic(TransportKind transport) =>
         Assert.SkipWhen(transport == TransportKind.Quic && !TransportKinds.IsQuicSupported, "QUIC skipped: libmsquic 2.2+ is not installed here; the TCP case runs.");
 
     private async Task<IReadOnlyList<InstanceRecord>> Registered() =>
         await new InstanceRegistry(_store).ListAsync(Endpoint, Ct);
 
-    private EndpointServer Server(TransportKind transport, Action<RuntimeOptions>? configure = null, IKeyValueStore? store = null)
+    private EndpointServer Server(TransportKind transport, Action<RuntimeOptions>? configure = null, IKeyValueStore? store = null, CapturedLogs? logs = null)
     {
         var options = new RuntimeOptions
         {
@@ -103,7 +216,8 @@ public sealed class ServerLifecycleTests : IAsyncLifetime
         options.Tls.CertificateFile = Path.Combine(RawConnection.CertsDir, "server.pem");
         options.Tls.PrivateKeyFile = Path.Combine(RawConnection.CertsDir, "server-key.pem");
         configure?.Invoke(options);
-        var runtime = new RequestMigrationRuntime(options, store: store ?? _store);
+        var loggerFactory = logs is null ? null : LoggerFactory.Create(b => b.AddProvider(logs).SetMinimumLevel(LogLevel.Debug));
+        var runtime = new RequestMigrationRuntime(options, loggerFactory, store: store ?? _store);
         _runtimes.Add(runtime);
         return runtime.CreateServer().AddEndpoint<string, string>(Endpoint, (s, _) => Echo(s));
     }

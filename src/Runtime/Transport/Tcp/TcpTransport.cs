@@ -36,6 +36,9 @@ internal sealed partial class TcpTransportListener : ITransportListener
 
     public IPEndPoint LocalEndPoint { get; }
 
+    /// <summary>The listening socket, for tests that make the listener fail.</summary>
+    internal Socket Socket => _socket;
+
     public ValueTask<IServerConnection> AcceptAsync(CancellationToken cancellationToken) => _ready.Reader.ReadAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
@@ -68,8 +71,15 @@ internal sealed partial class TcpTransportListener : ITransportListener
             {
                 client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
+            catch (Exception) when (_stop.IsCancellationRequested)
             {
+                break;
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.NotSocket or SocketError.Shutdown or SocketError.InvalidArgument })
+            {
+                // The listening socket itself is gone (closed under us, or the stack shut it down): no
+                // later accept can succeed. Fail the channel so the server learns why, instead of waiting forever.
+                _ready.Writer.TryComplete(new IOException($"the listening socket on {LocalEndPoint} failed: {ex.Message}", ex));
                 break;
             }
             catch (SocketException ex)
