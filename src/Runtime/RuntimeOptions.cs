@@ -79,6 +79,23 @@ public sealed class RuntimeOptions
 
     internal TimeSpan EffectiveQuicKeepAlive => QuicKeepAliveInterval ?? QuicIdleTimeout / 3;
 
+    /// <summary>
+    /// The environment the process runs in (<c>Development</c>, <c>Staging</c>, <c>Production</c>, ...). Null
+    /// (default): <c>DOTNET_ENVIRONMENT</c>, else <c>ASPNETCORE_ENVIRONMENT</c>, else <c>Production</c>; the hosting
+    /// extensions use the host's environment. Outside <c>Development</c>, loading the development CA that ships in
+    /// <c>certs/</c> logs a warning naming the file.
+    /// </summary>
+    public string? EnvironmentName { get; set; }
+
+    internal string EffectiveEnvironmentName => ResolveEnvironmentName(EnvironmentName, Environment.GetEnvironmentVariable);
+
+    /// <summary>The environment name: the configured one, else the usual variables, else Production (as a host would default).</summary>
+    internal static string ResolveEnvironmentName(string? configured, Func<string, string?> environment) =>
+        configured is { Length: > 0 } ? configured
+        : environment("DOTNET_ENVIRONMENT") is { Length: > 0 } dotnet ? dotnet
+        : environment("ASPNETCORE_ENVIRONMENT") is { Length: > 0 } aspnet ? aspnet
+        : "Production";
+
     /// <summary>Applies the environment variables named on each property over the current values.</summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
     public RuntimeOptions ApplyEnvironment(Func<string, string?>? environment = null)

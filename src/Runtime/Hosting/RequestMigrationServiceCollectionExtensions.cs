@@ -26,9 +26,10 @@ public static class RequestMigrationServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         services.AddOptions<RuntimeOptions>()
             .Bind(configuration.GetSection(RuntimeOptions.SectionName))
-            .PostConfigure(o =>
+            .PostConfigure<IServiceProvider>((o, sp) =>
             {
                 o.ApplyEnvironment(name => configuration[name]);
+                o.EnvironmentName ??= sp.GetService<IHostEnvironment>()?.EnvironmentName;
                 configure?.Invoke(o);
             })
             .Validate(o =>

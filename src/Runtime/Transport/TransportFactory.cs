@@ -28,6 +28,12 @@ internal sealed partial class TransportFactory : IAsyncDisposable
                 LogInsecure();
             }
 
+            var environment = options.EffectiveEnvironmentName;
+            if (tls.IsDevelopmentCa && !string.Equals(environment, "Development", StringComparison.OrdinalIgnoreCase))
+            {
+                LogDevelopmentCa(tls.CaPath, TlsConfiguration.DevCaSubject, environment);
+            }
+
             return tls;
         });
         _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout));
@@ -145,6 +151,9 @@ internal sealed partial class TransportFactory : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "transport: {Hint}")]
     private partial void LogQuicUnavailable(string hint);
+
+    [LoggerMessage(EventId = 300, EventName = "DevelopmentCa", Level = LogLevel.Warning, Message = "transport: using the development CA '{CaPath}' ({Subject}) in environment '{Environment}': its private key is published with RequestMigration, so anyone can issue certificates it trusts; set DYN_TLS_CA_FILE, DYN_TLS_CERT_FILE and DYN_TLS_KEY_FILE to your own")]
+    private partial void LogDevelopmentCa(string caPath, string subject, string environment);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "transport: server certificate validation is OFF (DYN_TLS_INSECURE); any server can impersonate an instance")]
     private partial void LogInsecure();
