@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using RequestMigration.Discovery;
+using RequestMigration.Serving;
 using RequestMigration.Transport;
 using RequestMigration.Transport.Tls;
 
@@ -38,29 +39,17 @@ public sealed class RuntimeOptions
     public int MaxFrameSize { get; set; } = 16 * 1024 * 1024;
 
     /// <summary>
-    /// Most bytes a server holds, summed over all its connections, for request frames that are still arriving
-    /// (<c>DYN_MAX_BUFFERED_BYTES</c>). Without it, peers that each send most of one <see cref="MaxFrameSize"/>
-    /// frame and stop pin that much memory per connection. A connection whose incomplete frame would take the
-    /// total over the limit gets an <see cref="Wire.ErrorCode.Unavailable"/> error frame (routers try another
-    /// instance) and is closed. Frames of up to 16 KiB are not counted: they fit in the read buffer each
-    /// connection has anyway, so small requests are served even while the limit is reached. Default 64 MiB;
-    /// zero disables the limit; otherwise at least <see cref="MaxFrameSize"/>, so the largest frame can arrive.
+    /// What a server accepts from its peers: connections, concurrent requests, request frame size, buffered
+    /// bytes, write, handshake and idle timeouts (<c>DYN_MAX_CONNECTIONS</c>, <c>DYN_MAX_STREAMS</c>, ...; see
+    /// <see cref="ServerLimits"/>).
     /// </summary>
-    public long MaxBufferedRequestBytes { get; set; } = 64L * 1024 * 1024;
+    public ServerLimits Limits { get; set; } = new();
 
     /// <summary>Time allowed to connect and finish a TLS handshake. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long a stopping server lets in-flight streams finish (<c>DYN_DRAIN_TIMEOUT_SECS</c>). Default 10 s.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>
-    /// How long a server keeps a connection (or QUIC stream) on which no request is in progress and no
-    /// complete frame arrives (<c>DYN_IDLE_TIMEOUT_SECS</c>). Bounds what an idle or trickling peer can hold.
-    /// Default 120 s; zero disables it. Clients replace pooled connections closed this way without a
-    /// failed attempt.
-    /// </summary>
-    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(120);
 
     /// <summary>
     /// QUIC: a connection with no packets from the peer for this long is closed, failing its streams, so a peer
@@ -127,19 +116,10 @@ public sealed class RuntimeOptions
             MaxFrameSize = EnvironmentValues.ParseInt("DYN_MAX_FRAME_BYTES", max, 1024, int.MaxValue);
         }
 
-        if (environment("DYN_MAX_BUFFERED_BYTES") is { Length: > 0 } buffered)
-        {
-            MaxBufferedRequestBytes = EnvironmentValues.ParseLong("DYN_MAX_BUFFERED_BYTES", buffered, 0, long.MaxValue);
-        }
-
+        Limits.ApplyEnvironment(environment);
         if (environment("DYN_DRAIN_TIMEOUT_SECS") is { Length: > 0 } drain)
         {
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
-        }
-
-        if (environment("DYN_IDLE_TIMEOUT_SECS") is { Length: > 0 } idle)
-        {
-            IdleTimeout = EnvironmentValues.ParseSeconds("DYN_IDLE_TIMEOUT_SECS", idle);
         }
 
         if (environment("DYN_QUIC_IDLE_TIMEOUT_SECS") is { Length: > 0 } quicIdle)
@@ -174,19 +154,9 @@ public sealed class RuntimeOptions
             throw new ArgumentOutOfRangeException(nameof(MaxFrameSize), MaxFrameSize, "must be at least 1024 bytes");
         }
 
-        if (MaxBufferedRequestBytes < 0 || (MaxBufferedRequestBytes > 0 && MaxBufferedRequestBytes < MaxFrameSize))
-        {
-            throw new ArgumentOutOfRangeException(nameof(MaxBufferedRequestBytes), MaxBufferedRequestBytes, $"MaxBufferedRequestBytes (DYN_MAX_BUFFERED_BYTES) must be 0 (no limit) or at least MaxFrameSize ({MaxFrameSize}), or the largest frame could never arrive");
-        }
-
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "must be positive");
-        }
-
-        if (IdleTimeout < TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "must not be negative");
         }
 
         if (DrainTimeout < TimeSpan.Zero)
@@ -203,6 +173,9 @@ public sealed class RuntimeOptions
         {
             throw new ArgumentOutOfRangeException(nameof(QuicKeepAliveInterval), EffectiveQuicKeepAlive, "QuicKeepAliveInterval (DYN_QUIC_KEEPALIVE_SECS) must be positive and shorter than QuicIdleTimeout");
         }
+
+        ArgumentNullException.ThrowIfNull(Limits, nameof(Limits));
+        Limits.Validate(MaxFrameSize);
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
@@ -20,7 +21,8 @@ public sealed partial class EndpointServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Dictionary<string, IEndpointInvoker> _endpoints = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<StreamSession, Task> _sessions = new();
-    private readonly ConcurrentDictionary<IServerConnection, byte> _connections = new();
+    // Each open connection with the number of requests in progress on it (MaxConcurrentStreamsPerConnection).
+    private readonly ConcurrentDictionary<IServerConnection, StrongBox<int>> _connections = new();
     private readonly CancellationTokenSource _hardStop = new();
     private readonly CancellationTokenSource _stopAccepting = new();
     private readonly List<ITransportListener> _listeners = [];
@@ -28,7 +30,12 @@ public sealed partial class EndpointServer : IAsyncDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private InstanceRegistrar? _registrar;
     private Task _starting = Task.CompletedTask;
+    private readonly ConnectionGate _gate;
+    private readonly RejectionLog _rejections;
     private int _state = (int)ServerState.New;
+
+    // Requests in progress over every connection (MaxConcurrentStreams).
+    private long _streams;
     private volatile bool _draining;
 
     private enum ServerState
@@ -45,9 +52,13 @@ public sealed partial class EndpointServer : IAsyncDisposable
     {
         _runtime = runtime;
         _logger = runtime.LoggerFactory.CreateLogger<EndpointServer>();
+        Limits = runtime.Options.Limits;
         MaxFrameSize = runtime.Options.MaxFrameSize;
-        IdleTimeout = runtime.Options.IdleTimeout;
-        RequestBuffers = new Wire.BufferBudget(runtime.Options.MaxBufferedRequestBytes);
+        MaxRequestFrameSize = Limits.EffectiveRequestFrameSize(MaxFrameSize);
+        IdleTimeout = Limits.IdleTimeout;
+        RequestBuffers = new Wire.BufferBudget(Limits.MaxBufferedRequestBytes);
+        _gate = new ConnectionGate(Limits.MaxConcurrentConnections);
+        _rejections = new RejectionLog(Limits.RejectionLogInterval, runtime.Time);
     }
 
     /// <summary>This server's instance id (valid after <see cref="StartAsync"/>).</summary>
@@ -72,11 +83,23 @@ public sealed partial class EndpointServer : IAsyncDisposable
     /// <summary>The listeners, for tests that make one fail.</summary>
     internal IReadOnlyList<ITransportListener> Listeners => _listeners;
 
+    /// <summary>Largest response frame written.</summary>
     internal int MaxFrameSize { get; }
+
+    /// <summary>Largest request frame read (<see cref="ServerLimits.MaxRequestFrameSize"/>, capped by <see cref="MaxFrameSize"/>).</summary>
+    internal int MaxRequestFrameSize { get; }
+
+    internal ServerLimits Limits { get; }
 
     internal TimeSpan IdleTimeout { get; }
 
-    /// <summary>Bytes all sessions hold for request frames still arriving, against <see cref="RuntimeOptions.MaxBufferedRequestBytes"/>.</summary>
+    /// <summary>Connections open now (admitted against <see cref="ServerLimits.MaxConcurrentConnections"/>).</summary>
+    internal long ConnectionCount => _gate.Count;
+
+    /// <summary>Requests in progress now (against <see cref="ServerLimits.MaxConcurrentStreams"/>).</summary>
+    internal long StreamCount => Volatile.Read(ref _streams);
+
+    /// <summary>Bytes all sessions hold for request frames still arriving, against <see cref="ServerLimits.MaxBufferedRequestBytes"/>.</summary>
     internal Wire.BufferBudget RequestBuffers { get; }
 
     internal TimeProvider Time => _runtime.Time;
@@ -174,17 +197,18 @@ public sealed partial class EndpointServer : IAsyncDisposable
         // number on UDP (a separate port space); if that UDP port is taken, QUIC gets its own free port.
         var order = kinds.Count > 1 ? kinds.Reverse() : kinds;
         var bound = new Dictionary<TransportKind, ITransportListener>();
+        var settings = new ListenerSettings(Limits, _gate, _runtime.Time, (limit, remote, reason) => OnLimit(limit, RejectionLog.PeerOf(remote), reason));
         var port = options.ListenPort;
         foreach (var kind in order)
         {
             ITransportListener listener;
             try
             {
-                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, port), cancellationToken).ConfigureAwait(false);
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, port), settings, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (bound.Count > 0 && options.ListenPort == 0 && ex is System.Net.Sockets.SocketException or System.Net.Quic.QuicException)
             {
-                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, 0), cancellationToken).ConfigureAwait(false);
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, 0), settings, cancellationToken).ConfigureAwait(false);
             }
 
             _listeners.Add(listener);
@@ -345,6 +369,73 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     internal IEndpointInvoker? FindEndpoint(string path) => _endpoints.GetValueOrDefault(path);
 
+    /// <summary>
+    /// Admits one more request on <paramref name="connection"/> unless that takes the server over
+    /// <see cref="ServerLimits.MaxConcurrentStreams"/> or the connection over
+    /// <see cref="ServerLimits.MaxConcurrentStreamsPerConnection"/>. Null when admitted (release it with
+    /// <see cref="ReleaseStream"/>); otherwise what to tell the peer, already counted and logged.
+    /// </summary>
+    internal string? TryAdmitStream(IServerConnection connection)
+    {
+        var limit = Limits.MaxConcurrentStreams;
+        var current = Volatile.Read(ref _streams);
+        while (true)
+        {
+            if (current >= limit)
+            {
+                return Refuse(nameof(ServerLimits.MaxConcurrentStreams), connection.Remote, $"server busy: {current} requests in progress on instance {InstanceId:x}, the limit (MaxConcurrentStreams, DYN_MAX_STREAMS) is {limit}; try another instance");
+            }
+
+            var seen = Interlocked.CompareExchange(ref _streams, current + 1, current);
+            if (seen == current)
+            {
+                break;
+            }
+
+            current = seen;
+        }
+
+        if (connection.IsMultiplexed && _connections.TryGetValue(connection, out var onConnection))
+        {
+            var perConnection = Interlocked.Increment(ref onConnection.Value);
+            if (perConnection > Limits.MaxConcurrentStreamsPerConnection)
+            {
+                Interlocked.Decrement(ref onConnection.Value);
+                Interlocked.Decrement(ref _streams);
+                return Refuse(nameof(ServerLimits.MaxConcurrentStreamsPerConnection), connection.Remote, $"server busy: {perConnection - 1} requests in progress on this connection, the limit (MaxConcurrentStreamsPerConnection, DYN_MAX_STREAMS_PER_CONNECTION) is {Limits.MaxConcurrentStreamsPerConnection}; try another instance");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A request admitted by <see cref="TryAdmitStream"/> has ended.</summary>
+    internal void ReleaseStream(IServerConnection connection)
+    {
+        if (connection.IsMultiplexed && _connections.TryGetValue(connection, out var onConnection))
+        {
+            Interlocked.Decrement(ref onConnection.Value);
+        }
+
+        Interlocked.Decrement(ref _streams);
+    }
+
+    /// <summary>Counts and (rate-limited) logs a peer stopped by a limit other than the stream limits.</summary>
+    internal void OnLimit(string limit, string peer, string reason)
+    {
+        RuntimeMetrics.LimitRejections.Add(1, new KeyValuePair<string, object?>("limit", limit));
+        if (_rejections.ShouldLog(peer, limit, out var suppressed))
+        {
+            LogLimitReached(limit, peer, reason, suppressed);
+        }
+    }
+
+    private string Refuse(string limit, string remote, string message)
+    {
+        OnLimit(limit, RejectionLog.PeerOf(remote), message);
+        return message;
+    }
+
     private async Task<bool> WaitForSessionsAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         var all = Task.WhenAll(_sessions.Values);
@@ -384,7 +475,7 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 break;
             }
 
-            _connections.TryAdd(conn, 0);
+            _connections.TryAdd(conn, new StrongBox<int>());
             _ = ServeConnectionAsync(conn);
         }
 
@@ -474,6 +565,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 220, EventName = "AcceptLoopDied", Level = LogLevel.Error, Message = "server: instance {InstanceId:x} stopped accepting {Transport} connections on {Address} ({Reason}); deregistering and stopping")]
     private partial void LogAcceptLoopDied(Exception ex, ulong instanceId, string transport, string address, string reason);
+
+    [LoggerMessage(EventId = 221, EventName = "LimitReached", Level = LogLevel.Warning, Message = "server: {Limit} reached, refused peer {Peer}: {Reason} ({Suppressed} more from this peer not logged since the last report)")]
+    private partial void LogLimitReached(string limit, string peer, string reason, long suppressed);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "server: connection {ConnectionId} from {Remote}")]
     private partial void LogConnection(string connectionId, string remote);

@@ -72,17 +72,17 @@ internal sealed partial class TransportFactory : IAsyncDisposable
     /// <summary>Starts listening for <paramref name="kind"/> on <paramref name="endpoint"/>.</summary>
     /// <exception cref="FileNotFoundException">The server certificate or key file is missing (named in the message).</exception>
     /// <exception cref="ArgumentException">The certificate or key cannot be loaded (named in the message).</exception>
-    public async ValueTask<ITransportListener> ListenAsync(TransportKind kind, IPEndPoint endpoint, CancellationToken cancellationToken)
+    public async ValueTask<ITransportListener> ListenAsync(TransportKind kind, IPEndPoint endpoint, ListenerSettings settings, CancellationToken cancellationToken)
     {
         // Load the certificate and key before the port opens: TCP handshakes happen later, one per peer, where
         // a missing file would only be logged while the instance, already registered, black-holes every request.
         _ = _tls.Value.ServerOptions();
         if (kind == TransportKind.Quic && TransportKinds.IsQuicSupported)
         {
-            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, _logger, cancellationToken).ConfigureAwait(false);
+            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, settings, _logger, cancellationToken).ConfigureAwait(false);
         }
 
-        return new TcpTransportListener(endpoint, _tls.Value, _logger);
+        return new TcpTransportListener(endpoint, _tls.Value, settings, _logger);
     }
 
     /// <summary>

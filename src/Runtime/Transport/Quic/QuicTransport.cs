@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Quic;
 using System.Runtime.Versioning;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Serving;
 using RequestMigration.Transport.Tls;
 using RequestMigration.Wire;
 
@@ -23,66 +24,168 @@ internal static class QuicErrors
     public const long StreamCut = 0x12;
 }
 
-/// <summary>QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams.</summary>
+/// <summary>
+/// QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams. The
+/// handshake must finish within <see cref="ServerLimits.HandshakeTimeout"/>, and each peer gets stream credit
+/// for a little more than <see cref="ServerLimits.MaxConcurrentStreamsPerConnection"/>.
+/// </summary>
+/// <remarks>
+/// A connection over <see cref="ServerLimits.MaxConcurrentConnections"/> cannot be refused during the
+/// handshake (the peer would see a TLS failure and blame its own certificates), so it is accepted, each request
+/// it sends meanwhile is answered with an <see cref="ErrorCode.Unavailable"/> error frame (routers go elsewhere
+/// without counting an attempt), and it is closed once it has been quiet for a moment.
+/// </remarks>
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
 internal sealed partial class QuicTransportListener : ITransportListener
 {
+    // A refused connection is kept this long after its last request, to answer requests already on their way.
+    private static readonly TimeSpan RefusalLinger = TimeSpan.FromMilliseconds(500);
+
     private readonly QuicListener _listener;
+    private readonly ListenerSettings _settings;
     private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
     private long _nextId;
 
-    private QuicTransportListener(QuicListener listener, ILogger logger)
+    private QuicTransportListener(QuicListener listener, ListenerSettings settings, ILogger logger)
     {
         _listener = listener;
+        _settings = settings;
         _logger = logger;
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, QuicConnectionSettings settings, ILogger logger, CancellationToken cancellationToken)
+    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, QuicConnectionSettings connection, ListenerSettings settings, ILogger logger, CancellationToken cancellationToken)
     {
         var serverAuth = tls.ServerOptions();
+        var limits = settings.Limits;
         var listener = await QuicListener.ListenAsync(
             new QuicListenerOptions
             {
                 ListenEndPoint = endpoint,
                 ApplicationProtocols = [TlsConfiguration.Alpn],
-                ListenBacklog = 512,
+                ListenBacklog = limits.ListenBacklog,
                 ConnectionOptionsCallback = (_, _, _) => ValueTask.FromResult(new QuicServerConnectionOptions
                 {
                     DefaultStreamErrorCode = QuicErrors.StreamAborted,
                     DefaultCloseErrorCode = QuicErrors.Shutdown,
                     ServerAuthenticationOptions = serverAuth,
-                    MaxInboundBidirectionalStreams = 10_000,
+                    MaxInboundBidirectionalStreams = limits.QuicStreamCredit,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = settings.IdleTimeout,
-                    KeepAliveInterval = settings.KeepAliveInterval,
+                    IdleTimeout = connection.IdleTimeout,
+                    KeepAliveInterval = connection.KeepAliveInterval,
+                    HandshakeTimeout = limits.HandshakeTimeout,
                 }),
             },
             cancellationToken).ConfigureAwait(false);
-        return new QuicTransportListener(listener, logger);
+        return new QuicTransportListener(listener, settings, logger);
     }
 
     public async ValueTask<IServerConnection> AcceptAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
+            QuicConnection conn;
             try
             {
-                var conn = await _listener.AcceptConnectionAsync(cancellationToken).ConfigureAwait(false);
-                return new QuicServerConnection($"quic-{Interlocked.Increment(ref _nextId)}", conn);
+                conn = await _listener.AcceptConnectionAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is QuicException or System.Security.Authentication.AuthenticationException && !cancellationToken.IsCancellationRequested)
             {
                 // A failed handshake affects that peer only.
                 LogHandshakeFailed(ex.Message);
+                continue;
+            }
+
+            if (_settings.Gate.TryEnter() is { } ticket)
+            {
+                return new QuicServerConnection($"quic-{Interlocked.Increment(ref _nextId)}", conn, ticket);
+            }
+
+            var message = _settings.Gate.RefusalMessage;
+            _settings.OnLimit(nameof(ServerLimits.MaxConcurrentConnections), conn.RemoteEndPoint, message);
+            _ = RefuseAsync(conn, message);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Not disposed: refusals still running link to its token.
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _listener.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Answers every request of an over-limit connection with <paramref name="message"/>, then closes it.</summary>
+    private async Task RefuseAsync(QuicConnection conn, string message)
+    {
+        var answers = new List<Task>();
+        try
+        {
+            // The first request may still be on its way (the peer has just connected): wait for it as long as a
+            // handshake may take; after that only as long as requests keep coming.
+            var wait = _settings.Limits.HandshakeTimeout;
+            while (true)
+            {
+                using var quiet = new CancellationTokenSource(wait, _settings.Time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(quiet.Token, _stop.Token);
+                QuicStream stream;
+                try
+                {
+                    stream = await conn.AcceptInboundStreamAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or QuicException or ObjectDisposedException)
+                {
+                    break;
+                }
+
+                answers.Add(AnswerAsync(stream, message, _settings.Limits.HandshakeTimeout));
+                wait = RefusalLinger;
+            }
+
+            await Task.WhenAll(answers).ConfigureAwait(false);
+        }
+        finally
+        {
+            await CloseQuietlyAsync(conn).ConfigureAwait(false);
+        }
+    }
+
+    private async Task AnswerAsync(QuicStream stream, string message, TimeSpan timeout)
+    {
+        await using (stream.ConfigureAwait(false))
+        {
+            using var cts = new CancellationTokenSource(timeout, _settings.Time);
+            try
+            {
+                using var writer = new FrameWriter(stream, int.MaxValue);
+                writer.WriteError(ErrorCode.Unavailable, message);
+                await writer.FlushAsync(cts.Token).ConfigureAwait(false);
+                stream.CompleteWrites();
+
+                // Closing the connection discards data the peer has not acknowledged: wait until it has the answer.
+                await stream.WritesClosed.WaitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or QuicException or IOException or ObjectDisposedException)
+            {
             }
         }
     }
 
-    public ValueTask DisposeAsync() => _listener.DisposeAsync();
+    private static async Task CloseQuietlyAsync(QuicConnection conn)
+    {
+        try
+        {
+            await conn.CloseAsync(QuicErrors.Shutdown).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is QuicException or ObjectDisposedException)
+        {
+        }
+
+        await conn.DisposeAsync().ConfigureAwait(false);
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "quic: incoming connection failed its handshake ({Reason})")]
     private partial void LogHandshakeFailed(string reason);
@@ -91,7 +194,7 @@ internal sealed partial class QuicTransportListener : ITransportListener
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
-internal sealed class QuicServerConnection(string id, QuicConnection connection) : IServerConnection
+internal sealed class QuicServerConnection(string id, QuicConnection connection, ConnectionGate.Ticket ticket) : IServerConnection
 {
     private int _disposed;
 
@@ -158,6 +261,7 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection)
         }
 
         await connection.DisposeAsync().ConfigureAwait(false);
+        ticket.Release();
     }
 }
 

@@ -4,6 +4,7 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Serving;
 using RequestMigration.Transport.Tls;
 using RequestMigration.Wire;
 
@@ -11,25 +12,30 @@ namespace RequestMigration.Transport.Tcp;
 
 /// <summary>
 /// TCP + TLS listener. Handshakes run off the accept loop so a slow or hostile peer (say, one that sends
-/// garbage instead of a ClientHello) delays nobody; failed handshakes are logged and dropped.
+/// garbage instead of a ClientHello) delays nobody; failed handshakes are logged and dropped, and one that
+/// takes longer than <see cref="ServerLimits.HandshakeTimeout"/> is dropped as a limit. A connection over
+/// <see cref="ServerLimits.MaxConcurrentConnections"/> is closed at accept, before any TLS work: its client
+/// fails to connect and tries another instance.
 /// </summary>
 internal sealed partial class TcpTransportListener : ITransportListener
 {
     private readonly Socket _socket;
     private readonly TlsConfiguration _tls;
+    private readonly ListenerSettings _settings;
     private readonly ILogger _logger;
     private readonly Channel<IServerConnection> _ready = Channel.CreateUnbounded<IServerConnection>();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
     private long _nextId;
 
-    public TcpTransportListener(IPEndPoint endpoint, TlsConfiguration tls, ILogger logger)
+    public TcpTransportListener(IPEndPoint endpoint, TlsConfiguration tls, ListenerSettings settings, ILogger logger)
     {
         _tls = tls;
+        _settings = settings;
         _logger = logger;
         _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _socket.Bind(endpoint);
-        _socket.Listen(512);
+        _socket.Listen(settings.Limits.ListenBacklog);
         LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
         _acceptLoop = AcceptLoopAsync();
     }
@@ -99,31 +105,45 @@ internal sealed partial class TcpTransportListener : ITransportListener
                 continue;
             }
 
-            _ = HandshakeAsync(client);
+            if (_settings.Gate.TryEnter() is not { } ticket)
+            {
+                _settings.OnLimit(nameof(ServerLimits.MaxConcurrentConnections), client.RemoteEndPoint, _settings.Gate.RefusalMessage);
+                client.Dispose();
+                continue;
+            }
+
+            _ = HandshakeAsync(client, ticket);
         }
     }
 
-    private async Task HandshakeAsync(Socket socket)
+    private async Task HandshakeAsync(Socket socket, ConnectionGate.Ticket ticket)
     {
         var id = $"tcp-{Interlocked.Increment(ref _nextId)}";
-        var remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        var remote = socket.RemoteEndPoint;
         TcpSockets.Configure(socket);
         var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+        var limit = _settings.Limits.HandshakeTimeout;
+        using var timeout = new CancellationTokenSource(limit, _settings.Time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, timeout.Token);
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            timeout.CancelAfter(TimeSpan.FromSeconds(10));
-            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), timeout.Token).ConfigureAwait(false);
-            if (!_ready.Writer.TryWrite(new TcpServerConnection(id, remote, socket, ssl)))
+            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), linked.Token).ConfigureAwait(false);
+            if (_ready.Writer.TryWrite(new TcpServerConnection(id, remote?.ToString() ?? "?", socket, ssl, ticket)))
             {
-                await ssl.DisposeAsync().ConfigureAwait(false);
+                return;
             }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !_stop.IsCancellationRequested)
+        {
+            _settings.OnLimit(nameof(ServerLimits.HandshakeTimeout), remote, $"no TLS handshake within {limit.TotalSeconds:0.###} s (HandshakeTimeout, DYN_HANDSHAKE_TIMEOUT_SECS); connection {id} dropped");
         }
         catch (Exception ex)
         {
-            LogHandshakeFailed(id, remote, ex.Message);
-            await ssl.DisposeAsync().ConfigureAwait(false);
+            LogHandshakeFailed(id, remote?.ToString() ?? "?", ex.Message);
         }
+
+        await ssl.DisposeAsync().ConfigureAwait(false);
+        ticket.Release();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "tcp: TLS handshake with {Remote} failed ({Reason}); connection {ConnectionId} dropped")]
@@ -134,7 +154,7 @@ internal sealed partial class TcpTransportListener : ITransportListener
 }
 
 /// <summary>One TCP connection: a single stream that carries requests one after another.</summary>
-internal sealed class TcpServerConnection(string id, string remote, Socket socket, SslStream stream) : IServerConnection
+internal sealed class TcpServerConnection(string id, string remote, Socket socket, SslStream stream, ConnectionGate.Ticket ticket) : IServerConnection
 {
     private int _handedOut;
 
@@ -169,7 +189,17 @@ internal sealed class TcpServerConnection(string id, string remote, Socket socke
     {
     }
 
-    public ValueTask DisposeAsync() => stream.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            ticket.Release();
+        }
+    }
 }
 
 /// <summary>
