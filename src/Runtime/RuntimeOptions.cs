@@ -52,6 +52,16 @@ public sealed class RuntimeOptions
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// How long a stopping server keeps serving as usual after it deregistered, before it stops accepting
+    /// (<c>DYN_DEREGISTRATION_GRACE_SECS</c>): routers learn of the deregistration through their discovery
+    /// watch, and until then they may still send requests, which are served instead of refused. Default 2 s,
+    /// covering etcd's watch (milliseconds) and the file store's rescan (1 s) with room to spare; zero stops
+    /// accepting right after deregistering (routers then retry refused requests elsewhere, also unnoticed, but
+    /// with a round trip more).
+    /// </summary>
+    public TimeSpan DeregistrationGracePeriod { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
     /// QUIC: a connection with no packets from the peer for this long is closed, failing its streams, so a peer
     /// that vanished without closing (kill -9, lost host) is noticed within about this time
     /// (<c>DYN_QUIC_IDLE_TIMEOUT_SECS</c>). Default 30 s; at least 1 s. Keep-alives (see
@@ -122,6 +132,11 @@ public sealed class RuntimeOptions
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
         }
 
+        if (environment("DYN_DEREGISTRATION_GRACE_SECS") is { Length: > 0 } grace)
+        {
+            DeregistrationGracePeriod = EnvironmentValues.ParseSeconds("DYN_DEREGISTRATION_GRACE_SECS", grace);
+        }
+
         if (environment("DYN_QUIC_IDLE_TIMEOUT_SECS") is { Length: > 0 } quicIdle)
         {
             QuicIdleTimeout = EnvironmentValues.ParseSeconds("DYN_QUIC_IDLE_TIMEOUT_SECS", quicIdle);
@@ -162,6 +177,11 @@ public sealed class RuntimeOptions
         if (DrainTimeout < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(DrainTimeout), DrainTimeout, "must not be negative");
+        }
+
+        if (DeregistrationGracePeriod < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DeregistrationGracePeriod), DeregistrationGracePeriod, "DeregistrationGracePeriod (DYN_DEREGISTRATION_GRACE_SECS) must not be negative");
         }
 
         if (QuicIdleTimeout < TimeSpan.FromSeconds(1))

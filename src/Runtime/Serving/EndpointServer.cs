@@ -10,8 +10,10 @@ namespace RequestMigration.Serving;
 
 /// <summary>
 /// Serves endpoints and registers them in discovery as one instance. Add endpoints, then
-/// <see cref="StartAsync"/>; <see cref="StopAsync"/> shuts down gracefully: deregister first, stop accepting,
-/// let in-flight streams finish within <see cref="RuntimeOptions.DrainTimeout"/>, then cancel and close.
+/// <see cref="StartAsync"/>; <see cref="StopAsync"/> shuts down gracefully: deregister first, keep serving for
+/// <see cref="RuntimeOptions.DeregistrationGracePeriod"/> while routers learn of it, stop accepting, close
+/// connections between responses, let in-flight streams finish within <see cref="RuntimeOptions.DrainTimeout"/>,
+/// then cancel and close.
 /// With <c>DYN_TRANSPORT=auto</c> and QUIC available it listens on QUIC and on TCP (same port number where
 /// free), advertising QUIC first, so clients without QUIC reach it too.
 /// </summary>
@@ -297,8 +299,6 @@ public sealed partial class EndpointServer : IAsyncDisposable
             return;
         }
 
-        _draining = true;
-        LogStopping(InstanceId, _sessions.Count);
         try
         {
             if (_registrar is not null)
@@ -313,6 +313,23 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 }
             }
 
+            // Routers learn of the deregistration through their watch; until then they may still pick this
+            // instance, so serve them as usual rather than make them go elsewhere.
+            var grace = _runtime.Options.DeregistrationGracePeriod;
+            if (grace > TimeSpan.Zero && !cancellationToken.IsCancellationRequested)
+            {
+                LogDeregistered(InstanceId, grace.TotalSeconds);
+                try
+                {
+                    await Task.Delay(grace, _runtime.Time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+
+            _draining = true;
+            LogStopping(InstanceId, _sessions.Count);
             await _stopAccepting.CancelAsync().ConfigureAwait(false);
             await CloseListenersAsync().ConfigureAwait(false);
 
@@ -553,6 +570,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
         }
     }
 
+
+    [LoggerMessage(EventId = 222, EventName = "Deregistered", Level = LogLevel.Information, Message = "server: instance {InstanceId:x} deregistered; serving for {GraceSeconds} s more while routers learn of it (DYN_DEREGISTRATION_GRACE_SECS)")]
+    private partial void LogDeregistered(ulong instanceId, double graceSeconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "server: instance {InstanceId:x} stopping: deregistered, draining {InFlight} stream(s)")]
     private partial void LogStopping(ulong instanceId, int inFlight);

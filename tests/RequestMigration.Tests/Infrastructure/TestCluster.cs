@@ -38,6 +38,9 @@ internal sealed class TestCluster : IAsyncDisposable
             Transport = Transport,
             Discovery = new DiscoveryOptions { Store = StoreKind.Mem },
             DrainTimeout = TimeSpan.FromSeconds(5),
+
+            // Tests that need routers to catch up with a stopping server set a grace period themselves.
+            DeregistrationGracePeriod = TimeSpan.Zero,
         };
         configure?.Invoke(o);
         return o;

@@ -281,6 +281,9 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
     private long _nextStream;
     private volatile bool _disposed;
 
+    // TLS alert 90: the server application cancelled the handshake.
+    private const string UserCanceledAlert = "'UserCanceled'";
+
     public string Name => TransportKinds.Quic;
 
     public async ValueTask<ClientStream> OpenAsync(string address, CancellationToken cancellationToken)
@@ -387,6 +390,13 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
         {
             // Our own timeout ends the task Canceled, which callers would read as "the caller cancelled".
             throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+        }
+        catch (System.Security.Authentication.AuthenticationException ex) when (ex.Message.Contains(UserCanceledAlert, StringComparison.Ordinal))
+        {
+            // The server application turned the connection away (its listener is closing, say): the instance's
+            // state, not a certificate problem here, so the caller may go to another instance. The alert name
+            // appears only in the message; it is the enum name, never translated.
+            throw new IOException($"instance at {address} turned the QUIC connection away ({ex.Message.TrimEnd('.')}; it is stopping or cannot take connections)", ex);
         }
     }
 
