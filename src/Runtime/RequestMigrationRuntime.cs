@@ -43,7 +43,7 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
         _ownsStore = store is null;
         Store = store ?? KeyValueStoreFactory.Create(options.Discovery, Time, LoggerFactory);
         Registry = new InstanceRegistry(Store, LoggerFactory.CreateLogger<InstanceRegistry>());
-        Transports = new TransportFactory(options, LoggerFactory.CreateLogger<TransportFactory>());
+        Transports = new TransportFactory(options, Time, LoggerFactory.CreateLogger<TransportFactory>());
     }
 
     /// <summary>The validated options.</summary>

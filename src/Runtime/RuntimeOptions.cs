@@ -45,6 +45,15 @@ public sealed class RuntimeOptions
     /// </summary>
     public ServerLimits Limits { get; set; } = new();
 
+    /// <summary>
+    /// Clients close a pooled connection (TCP) or a connection (QUIC) that carried no request for this long
+    /// (<c>DYN_POOL_IDLE_TIMEOUT_SECS</c>). Default 60 s, as .NET's <c>SocketsHttpHandler.PooledConnectionIdleTimeout</c>,
+    /// and shorter than the servers' idle timeout (120 s), so clients close first. Pools are swept every second,
+    /// which also closes at once the connections a server has closed (restart, idle timeout) instead of leaving
+    /// them in CLOSE_WAIT until a request stumbles on them. Must be positive.
+    /// </summary>
+    public TimeSpan PooledConnectionIdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Time allowed to connect and finish a TLS handshake. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -132,6 +141,11 @@ public sealed class RuntimeOptions
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
         }
 
+        if (environment("DYN_POOL_IDLE_TIMEOUT_SECS") is { Length: > 0 } poolIdle)
+        {
+            PooledConnectionIdleTimeout = EnvironmentValues.ParseSeconds("DYN_POOL_IDLE_TIMEOUT_SECS", poolIdle);
+        }
+
         if (environment("DYN_DEREGISTRATION_GRACE_SECS") is { Length: > 0 } grace)
         {
             DeregistrationGracePeriod = EnvironmentValues.ParseSeconds("DYN_DEREGISTRATION_GRACE_SECS", grace);
@@ -177,6 +191,11 @@ public sealed class RuntimeOptions
         if (DrainTimeout < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(DrainTimeout), DrainTimeout, "must not be negative");
+        }
+
+        if (PooledConnectionIdleTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PooledConnectionIdleTimeout), PooledConnectionIdleTimeout, "PooledConnectionIdleTimeout (DYN_POOL_IDLE_TIMEOUT_SECS) must be positive");
         }
 
         if (DeregistrationGracePeriod < TimeSpan.Zero)

@@ -16,7 +16,7 @@ internal sealed partial class TransportFactory : IAsyncDisposable
     private readonly Lazy<IClientConnector> _tcp;
     private readonly Lazy<IClientConnector?> _quic;
 
-    public TransportFactory(RuntimeOptions options, ILogger logger)
+    public TransportFactory(RuntimeOptions options, TimeProvider time, ILogger logger)
     {
         _options = options;
         _logger = logger;
@@ -36,8 +36,8 @@ internal sealed partial class TransportFactory : IAsyncDisposable
 
             return tls;
         });
-        _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout));
-        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings) : null);
+        _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, options.PooledConnectionIdleTimeout, time));
+        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings, options.PooledConnectionIdleTimeout, time) : null);
     }
 
     /// <summary>Idle timeout and keep-alive of QUIC connections, from the options.</summary>
@@ -117,6 +117,29 @@ internal sealed partial class TransportFactory : IAsyncDisposable
         throw new IOException(record.Transport == TransportKinds.Quic || record.Alternates.Any(a => a.Transport == TransportKinds.Quic)
             ? $"instance serves over {offered} only, and {TransportKinds.QuicUnsupportedReason}"
             : $"instance advertises no transport this process speaks ({offered}); valid: {TransportKinds.Quic}, {TransportKinds.Tcp}");
+    }
+
+    /// <summary>
+    /// Drops what this process pools for an instance that left discovery: idle connections to each of its
+    /// addresses are closed now, and busy ones once their requests end. Call it when a router learns that an
+    /// instance is gone; a later request to the same address simply connects again.
+    /// </summary>
+    public void ForgetInstance(InstanceRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        foreach (var address in new[] { record.Address }.Concat(record.Alternates.Select(a => a.Address)))
+        {
+            // Only connectors that exist can hold anything; forgetting must not create them (nor load certificates).
+            if (_tcp.IsValueCreated)
+            {
+                _tcp.Value.Forget(address);
+            }
+
+            if (_quic.IsValueCreated)
+            {
+                _quic.Value?.Forget(address);
+            }
+        }
     }
 
     /// <summary>The connector of one transport (benchmarks measure a transport without the router).</summary>

@@ -268,21 +268,42 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection,
 /// <summary>
 /// Client side of QUIC: one connection per address, reused for every request; one bidirectional stream per
 /// request. A connection that failed to connect or has died is evicted (and disposed), and the next request
-/// dials again; a connect that times out fails like TCP's, with an <see cref="IOException"/>.
+/// dials again; a connect that times out fails like TCP's, with an <see cref="IOException"/>. A connection
+/// that carried no stream for the idle timeout is closed by a sweep every second, and <see cref="Forget"/>
+/// retires an address's connection: no new streams, closed once its last stream ends.
 /// </summary>
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
-internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, QuicConnectionSettings settings) : IClientConnector
+internal sealed class QuicClientConnector : IClientConnector
 {
-    // Invariant: a cached task is either still connecting or completed successfully; any other ending
-    // evicts it (Evict), so a failed or timed-out connect never poisons later requests to that address.
-    private readonly ConcurrentDictionary<string, Lazy<Task<QuicConnection>>> _connections = new(StringComparer.Ordinal);
+    // TLS alert 90: the server application cancelled the handshake.
+    private const string UserCanceledAlert = "'UserCanceled'";
+
+    // Invariant: a cached entry's connect is either still running or completed successfully; any other ending
+    // evicts it (Evict), so a failed or timed-out connect never poisons later requests to that address. An entry
+    // leaves the dictionary before it is retired, so a retired entry is never handed to a new stream.
+    private readonly ConcurrentDictionary<string, Entry> _connections = new(StringComparer.Ordinal);
+    private readonly TlsConfiguration _tls;
+    private readonly int _maxFrameSize;
+    private readonly TimeSpan _connectTimeout;
+    private readonly QuicConnectionSettings _settings;
+    private readonly TimeSpan _idleTimeout;
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
     private long _nextStream;
     private volatile bool _disposed;
 
-    // TLS alert 90: the server application cancelled the handshake.
-    private const string UserCanceledAlert = "'UserCanceled'";
+    public QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, QuicConnectionSettings settings, TimeSpan idleTimeout, TimeProvider time)
+    {
+        _tls = tls;
+        _maxFrameSize = maxFrameSize;
+        _connectTimeout = connectTimeout;
+        _settings = settings;
+        _idleTimeout = idleTimeout;
+        _time = time;
+        _sweeper = time.CreateTimer(static s => ((QuicClientConnector)s!).Sweep(), this, ConnectionSweep.Interval, ConnectionSweep.Interval);
+    }
 
     public string Name => TransportKinds.Quic;
 
@@ -291,8 +312,15 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
         for (var attempt = 0; ; attempt++)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var lazy = _connections.GetOrAdd(address, a => new Lazy<Task<QuicConnection>>(() => ConnectAsync(a)));
-            var connecting = lazy.Value;
+            var entry = _connections.GetOrAdd(address, static (a, self) => new Entry(new Lazy<Task<QuicConnection>>(() => self.ConnectAsync(a)), self._time), this);
+            if (!entry.TryAcquire())
+            {
+                // Retired between the lookup and now; the dictionary already holds its successor (or nothing).
+                attempt--;
+                continue;
+            }
+
+            var connecting = entry.Connect.Value;
             QuicConnection conn;
             try
             {
@@ -302,44 +330,150 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
             {
                 // The connect itself failed (refused, unreachable, timed out, handshake failed). A caller that
                 // merely gave up waiting leaves a connect others may still be waiting for alone.
-                Evict(address, lazy);
+                entry.Release();
+                Evict(address, entry);
+                throw;
+            }
+            catch
+            {
+                entry.Release();
                 throw;
             }
 
             try
             {
                 var stream = await conn.OpenOutboundStreamAsync(QuicStreamType.Bidirectional, cancellationToken).ConfigureAwait(false);
-                return new QuicClientStream($"{address}#{Interlocked.Increment(ref _nextStream)}", stream, maxFrameSize);
+                return new QuicClientStream($"{address}#{Interlocked.Increment(ref _nextStream)}", stream, _maxFrameSize, entry);
             }
             catch (Exception ex) when (ex is QuicException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
             {
                 // The cached connection died (peer restarted, idle timeout): forget it and dial once more.
-                Evict(address, lazy);
+                entry.Release();
+                Evict(address, entry);
                 if (attempt > 0)
                 {
                     throw;
                 }
             }
+            catch
+            {
+                entry.Release();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>No new streams to <paramref name="address"/> on its connection, which closes once its last stream ends.</summary>
+    public void Forget(string address)
+    {
+        if (_connections.TryRemove(address, out var entry))
+        {
+            entry.Retire();
         }
     }
 
     public async ValueTask DisposeAsync()
     {
         _disposed = true;
-        foreach (var (address, lazy) in _connections)
+        await _sweeper.DisposeAsync().ConfigureAwait(false);
+        foreach (var (address, entry) in _connections)
         {
-            if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)) && lazy.IsValueCreated)
+            if (_connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)) && entry.Connect.IsValueCreated)
             {
-                await DisposeWhenDoneAsync(lazy.Value).ConfigureAwait(false);
+                await DisposeWhenDoneAsync(entry.Connect.Value).ConfigureAwait(false);
             }
         }
     }
 
-    private void Evict(string address, Lazy<Task<QuicConnection>> lazy)
+    private void Evict(string address, Entry entry)
     {
-        if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)))
+        // The connection is dead: close it now, whatever streams it still has (they have failed anyway).
+        if (_connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)) && entry.Connect.IsValueCreated)
         {
-            _ = DisposeWhenDoneAsync(lazy.Value);
+            _ = DisposeWhenDoneAsync(entry.Connect.Value);
+        }
+    }
+
+    private void Sweep()
+    {
+        foreach (var (address, entry) in _connections)
+        {
+            if (entry.IsIdleFor(_idleTimeout) && _connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)))
+            {
+                entry.Retire();
+            }
+        }
+    }
+
+    /// <summary>One cached connection with the streams open on it. Thread-safe.</summary>
+    private sealed class Entry(Lazy<Task<QuicConnection>> connect, TimeProvider time)
+    {
+        private int _streams;
+        private bool _retired;
+        private long _lastUsed = time.GetTimestamp();
+
+        public Lazy<Task<QuicConnection>> Connect => connect;
+
+        /// <summary>Counts a stream about to be opened; false once retired.</summary>
+        public bool TryAcquire()
+        {
+            lock (this)
+            {
+                if (_retired)
+                {
+                    return false;
+                }
+
+                _streams++;
+                return true;
+            }
+        }
+
+        /// <summary>A stream ended (or was never opened); a retired connection closes with its last one.</summary>
+        public void Release()
+        {
+            bool close;
+            lock (this)
+            {
+                _streams--;
+                _lastUsed = time.GetTimestamp();
+                close = _retired && _streams == 0;
+            }
+
+            if (close)
+            {
+                _ = DisposeWhenDoneAsync(connect.Value);
+            }
+        }
+
+        /// <summary>No new streams; closes now if none is open, else when the last one ends.</summary>
+        public void Retire()
+        {
+            bool close;
+            lock (this)
+            {
+                if (_retired)
+                {
+                    return;
+                }
+
+                _retired = true;
+                close = _streams == 0;
+            }
+
+            if (close && connect.IsValueCreated)
+            {
+                _ = DisposeWhenDoneAsync(connect.Value);
+            }
+        }
+
+        /// <summary>Connected, without streams, and unused for <paramref name="idleTimeout"/>.</summary>
+        public bool IsIdleFor(TimeSpan idleTimeout)
+        {
+            lock (this)
+            {
+                return _streams == 0 && connect.IsValueCreated && connect.Value.IsCompletedSuccessfully && time.GetElapsedTime(_lastUsed) >= idleTimeout;
+            }
         }
     }
 
@@ -368,7 +502,7 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
 
     private async Task<QuicConnection> ConnectAsync(string address)
     {
-        using var timeout = new CancellationTokenSource(connectTimeout);
+        using var timeout = new CancellationTokenSource(_connectTimeout);
         try
         {
             var endpoint = await Addresses.ResolveAsync(address, timeout.Token).ConfigureAwait(false);
@@ -378,18 +512,18 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
                     RemoteEndPoint = endpoint,
                     DefaultStreamErrorCode = QuicErrors.StreamAborted,
                     DefaultCloseErrorCode = QuicErrors.Shutdown,
-                    ClientAuthenticationOptions = tls.ClientOptions(Addresses.Split(address).Host),
+                    ClientAuthenticationOptions = _tls.ClientOptions(Addresses.Split(address).Host),
                     MaxInboundBidirectionalStreams = 0,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = settings.IdleTimeout,
-                    KeepAliveInterval = settings.KeepAliveInterval,
+                    IdleTimeout = _settings.IdleTimeout,
+                    KeepAliveInterval = _settings.KeepAliveInterval,
                 },
                 timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             // Our own timeout ends the task Canceled, which callers would read as "the caller cancelled".
-            throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+            throw new IOException($"connect to {address} timed out after {_connectTimeout.TotalSeconds:0.#} s");
         }
         catch (System.Security.Authentication.AuthenticationException ex) when (ex.Message.Contains(UserCanceledAlert, StringComparison.Ordinal))
         {
@@ -400,7 +534,7 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
         }
     }
 
-    private sealed class QuicClientStream(string id, QuicStream stream, int maxFrameSize) : ClientStream
+    private sealed class QuicClientStream(string id, QuicStream stream, int maxFrameSize, Entry entry) : ClientStream
     {
         private readonly FrameReader _reader = new(stream, maxFrameSize);
         private readonly FrameWriter _writer = new(stream, maxFrameSize);
@@ -425,9 +559,16 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
 
         private async ValueTask CloseAsync()
         {
-            _writer.Dispose();
-            await _reader.DisposeAsync().ConfigureAwait(false);
-            await stream.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                _writer.Dispose();
+                await _reader.DisposeAsync().ConfigureAwait(false);
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                entry.Release();
+            }
         }
     }
 }
