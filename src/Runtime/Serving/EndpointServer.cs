@@ -17,7 +17,7 @@ namespace RequestMigration.Serving;
 /// With <c>DYN_TRANSPORT=auto</c> and QUIC available it listens on QUIC and on TCP (same port number where
 /// free), advertising QUIC first, so clients without QUIC reach it too.
 /// </summary>
-public sealed partial class EndpointServer : IAsyncDisposable
+public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
 {
     private readonly RequestMigrationRuntime _runtime;
     private readonly ILogger _logger;
@@ -375,6 +375,12 @@ public sealed partial class EndpointServer : IAsyncDisposable
             _completion.TrySetResult();
         }
     }
+
+    /// <summary>
+    /// Stops the server (gracefully) if it is running, blocking until it has; for containers disposed
+    /// synchronously. Prefer <see cref="StopAsync"/> or <see cref="DisposeAsync"/>.
+    /// </summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     /// <summary>Stops the server (gracefully) if it is running.</summary>
     public async ValueTask DisposeAsync()
