@@ -30,10 +30,10 @@ public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
     private readonly List<ITransportListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private InstanceRegistrar? _registrar;
-    private Task _starting = Task.CompletedTask;
     private readonly ConnectionGate _gate;
     private readonly RejectionLog _rejections;
+    private InstanceRegistrar? _registrar;
+    private Task _starting = Task.CompletedTask;
     private int _state = (int)ServerState.New;
 
     // Requests in progress over every connection (MaxConcurrentStreams).
@@ -296,6 +296,12 @@ public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
 
         if (previous != ServerState.Running)
         {
+            if (previous == ServerState.New)
+            {
+                // Never started: stopped all the same.
+                _completion.TrySetResult();
+            }
+
             return;
         }
 

@@ -64,9 +64,11 @@ public sealed class ServerLimits
     /// How long one write of response data to a consumer may take (<c>DYN_WRITE_TIMEOUT_SECS</c>; 0 = none). A
     /// consumer that stops reading fills the transport's buffers and then blocks the handler's next write; after
     /// this long the request is cancelled (the handler's token fires), the stream is reset and the peer logged.
-    /// Writes are at most 32 KiB of items (or one larger item), so this also sets a minimum rate a consumer must
-    /// read at. Default 30 s, long enough for a consumer paused by a garbage collection or a slow network
-    /// (Kestrel's minimum response rate allows about the same for its 240 bytes/s over 32 KiB). Null means no
+    /// A write only waits once the transport's buffers (hundreds of KiB) are full, and writes are at most 32 KiB
+    /// of items (or one larger item), so in effect a consumer must keep reading at about 1 KiB/s while the server
+    /// has data for it. Default 30 s: a consumer that reads nothing for half a minute has stopped, not slowed (a
+    /// garbage collection or a congested link stalls reads for seconds). Stricter than Kestrel's minimum response
+    /// rate (240 bytes/s), which protects browsers on poor links; consumers here are routers. Null means no
     /// timeout.
     /// </summary>
     public TimeSpan? WriteTimeout { get; set; } = TimeSpan.FromSeconds(30);
