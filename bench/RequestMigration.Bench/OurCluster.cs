@@ -35,6 +35,10 @@ internal sealed class OurCluster : IAsyncDisposable
 
         // Stopping a server with streams still open (the idle-stream figure) should not wait 10 s.
         DrainTimeout = TimeSpan.FromSeconds(1),
+
+        // The idle-stream figure opens up to 10,000 streams from one client over one QUIC connection; gRPC's
+        // side is not limited per connection either (its client opens more connections instead).
+        Limits = { MaxConcurrentStreamsPerConnection = 60_000, MaxConcurrentStreams = null, MaxConcurrentConnections = null },
     };
 
     public static async Task<OurCluster> StartAsync(TransportKind transport, int servers)

@@ -19,12 +19,13 @@ namespace RequestMigration;
 /// await server.StartAsync();
 /// </code>
 /// </summary>
-public sealed class RequestMigrationRuntime : IAsyncDisposable
+public sealed class RequestMigrationRuntime : IAsyncDisposable, IDisposable
 {
     private readonly bool _ownsStore;
     private readonly List<EndpointServer> _servers = [];
     private readonly List<IAsyncDisposable> _routers = [];
     private readonly Lock _gate = new();
+    private bool _disposed;
 
     /// <summary>Validates <paramref name="options"/> and opens the discovery store.</summary>
     /// <param name="options">Settings; validated here.</param>
@@ -43,7 +44,7 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
         _ownsStore = store is null;
         Store = store ?? KeyValueStoreFactory.Create(options.Discovery, Time, LoggerFactory);
         Registry = new InstanceRegistry(Store, LoggerFactory.CreateLogger<InstanceRegistry>());
-        Transports = new TransportFactory(options, LoggerFactory.CreateLogger<TransportFactory>());
+        Transports = new TransportFactory(options, Time, LoggerFactory.CreateLogger<TransportFactory>());
     }
 
     /// <summary>The validated options.</summary>
@@ -96,6 +97,12 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
         return router;
     }
 
+    /// <summary>
+    /// Stops servers (gracefully), routers, connections and the store, blocking until done; for containers
+    /// disposed synchronously. Prefer <see cref="DisposeAsync"/>.
+    /// </summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
     /// <summary>Stops servers (gracefully), routers, connections and the store.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -103,6 +110,13 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable
         List<IAsyncDisposable> routers;
         lock (_gate)
         {
+            // A container and its owner may both dispose it.
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
             servers = [.. _servers];
             routers = [.. _routers];
             _servers.Clear();

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using RequestMigration.Discovery;
+using RequestMigration.Serving;
 using RequestMigration.Transport;
 using RequestMigration.Transport.Tls;
 
@@ -38,15 +39,20 @@ public sealed class RuntimeOptions
     public int MaxFrameSize { get; set; } = 16 * 1024 * 1024;
 
     /// <summary>
-    /// Most bytes a server holds, summed over all its connections, for request frames that are still arriving
-    /// (<c>DYN_MAX_BUFFERED_BYTES</c>). Without it, peers that each send most of one <see cref="MaxFrameSize"/>
-    /// frame and stop pin that much memory per connection. A connection whose incomplete frame would take the
-    /// total over the limit gets an <see cref="Wire.ErrorCode.Unavailable"/> error frame (routers try another
-    /// instance) and is closed. Frames of up to 16 KiB are not counted: they fit in the read buffer each
-    /// connection has anyway, so small requests are served even while the limit is reached. Default 64 MiB;
-    /// zero disables the limit; otherwise at least <see cref="MaxFrameSize"/>, so the largest frame can arrive.
+    /// What a server accepts from its peers: connections, concurrent requests, request frame size, buffered
+    /// bytes, write, handshake and idle timeouts (<c>DYN_MAX_CONNECTIONS</c>, <c>DYN_MAX_STREAMS</c>, ...; see
+    /// <see cref="ServerLimits"/>).
     /// </summary>
-    public long MaxBufferedRequestBytes { get; set; } = 64L * 1024 * 1024;
+    public ServerLimits Limits { get; set; } = new();
+
+    /// <summary>
+    /// Clients close a pooled connection (TCP) or a connection (QUIC) that carried no request for this long
+    /// (<c>DYN_POOL_IDLE_TIMEOUT_SECS</c>). Default 60 s, as .NET's <c>SocketsHttpHandler.PooledConnectionIdleTimeout</c>,
+    /// and shorter than the servers' idle timeout (120 s), so clients close first. Pools are swept every second,
+    /// which also closes at once the connections a server has closed (restart, idle timeout) instead of leaving
+    /// them in CLOSE_WAIT until a request stumbles on them. Must be positive.
+    /// </summary>
+    public TimeSpan PooledConnectionIdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Time allowed to connect and finish a TLS handshake. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -55,12 +61,14 @@ public sealed class RuntimeOptions
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How long a server keeps a connection (or QUIC stream) on which no request is in progress and no
-    /// complete frame arrives (<c>DYN_IDLE_TIMEOUT_SECS</c>). Bounds what an idle or trickling peer can hold.
-    /// Default 120 s; zero disables it. Clients replace pooled connections closed this way without a
-    /// failed attempt.
+    /// How long a stopping server keeps serving as usual after it deregistered, before it stops accepting
+    /// (<c>DYN_DEREGISTRATION_GRACE_SECS</c>): routers learn of the deregistration through their discovery
+    /// watch, and until then they may still send requests, which are served instead of refused. Default 2 s,
+    /// covering etcd's watch (milliseconds) and the file store's rescan (1 s) with room to spare; zero stops
+    /// accepting right after deregistering (routers then retry refused requests elsewhere, also unnoticed, but
+    /// with a round trip more).
     /// </summary>
-    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(120);
+    public TimeSpan DeregistrationGracePeriod { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// QUIC: a connection with no packets from the peer for this long is closed, failing its streams, so a peer
@@ -78,6 +86,23 @@ public sealed class RuntimeOptions
     public TimeSpan? QuicKeepAliveInterval { get; set; }
 
     internal TimeSpan EffectiveQuicKeepAlive => QuicKeepAliveInterval ?? QuicIdleTimeout / 3;
+
+    /// <summary>
+    /// The environment the process runs in (<c>Development</c>, <c>Staging</c>, <c>Production</c>, ...). Null
+    /// (default): <c>DOTNET_ENVIRONMENT</c>, else <c>ASPNETCORE_ENVIRONMENT</c>, else <c>Production</c>; the hosting
+    /// extensions use the host's environment. Outside <c>Development</c>, loading the development CA that ships in
+    /// <c>certs/</c> logs a warning naming the file.
+    /// </summary>
+    public string? EnvironmentName { get; set; }
+
+    internal string EffectiveEnvironmentName => ResolveEnvironmentName(EnvironmentName, Environment.GetEnvironmentVariable);
+
+    /// <summary>The environment name: the configured one, else the usual variables, else Production (as a host would default).</summary>
+    internal static string ResolveEnvironmentName(string? configured, Func<string, string?> environment) =>
+        configured is { Length: > 0 } ? configured
+        : environment("DOTNET_ENVIRONMENT") is { Length: > 0 } dotnet ? dotnet
+        : environment("ASPNETCORE_ENVIRONMENT") is { Length: > 0 } aspnet ? aspnet
+        : "Production";
 
     /// <summary>Applies the environment variables named on each property over the current values.</summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
@@ -110,19 +135,20 @@ public sealed class RuntimeOptions
             MaxFrameSize = EnvironmentValues.ParseInt("DYN_MAX_FRAME_BYTES", max, 1024, int.MaxValue);
         }
 
-        if (environment("DYN_MAX_BUFFERED_BYTES") is { Length: > 0 } buffered)
-        {
-            MaxBufferedRequestBytes = EnvironmentValues.ParseLong("DYN_MAX_BUFFERED_BYTES", buffered, 0, long.MaxValue);
-        }
-
+        Limits.ApplyEnvironment(environment);
         if (environment("DYN_DRAIN_TIMEOUT_SECS") is { Length: > 0 } drain)
         {
             DrainTimeout = EnvironmentValues.ParseSeconds("DYN_DRAIN_TIMEOUT_SECS", drain);
         }
 
-        if (environment("DYN_IDLE_TIMEOUT_SECS") is { Length: > 0 } idle)
+        if (environment("DYN_POOL_IDLE_TIMEOUT_SECS") is { Length: > 0 } poolIdle)
         {
-            IdleTimeout = EnvironmentValues.ParseSeconds("DYN_IDLE_TIMEOUT_SECS", idle);
+            PooledConnectionIdleTimeout = EnvironmentValues.ParseSeconds("DYN_POOL_IDLE_TIMEOUT_SECS", poolIdle);
+        }
+
+        if (environment("DYN_DEREGISTRATION_GRACE_SECS") is { Length: > 0 } grace)
+        {
+            DeregistrationGracePeriod = EnvironmentValues.ParseSeconds("DYN_DEREGISTRATION_GRACE_SECS", grace);
         }
 
         if (environment("DYN_QUIC_IDLE_TIMEOUT_SECS") is { Length: > 0 } quicIdle)
@@ -157,24 +183,24 @@ public sealed class RuntimeOptions
             throw new ArgumentOutOfRangeException(nameof(MaxFrameSize), MaxFrameSize, "must be at least 1024 bytes");
         }
 
-        if (MaxBufferedRequestBytes < 0 || (MaxBufferedRequestBytes > 0 && MaxBufferedRequestBytes < MaxFrameSize))
-        {
-            throw new ArgumentOutOfRangeException(nameof(MaxBufferedRequestBytes), MaxBufferedRequestBytes, $"MaxBufferedRequestBytes (DYN_MAX_BUFFERED_BYTES) must be 0 (no limit) or at least MaxFrameSize ({MaxFrameSize}), or the largest frame could never arrive");
-        }
-
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "must be positive");
         }
 
-        if (IdleTimeout < TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "must not be negative");
-        }
-
         if (DrainTimeout < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(DrainTimeout), DrainTimeout, "must not be negative");
+        }
+
+        if (PooledConnectionIdleTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PooledConnectionIdleTimeout), PooledConnectionIdleTimeout, "PooledConnectionIdleTimeout (DYN_POOL_IDLE_TIMEOUT_SECS) must be positive");
+        }
+
+        if (DeregistrationGracePeriod < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DeregistrationGracePeriod), DeregistrationGracePeriod, "DeregistrationGracePeriod (DYN_DEREGISTRATION_GRACE_SECS) must not be negative");
         }
 
         if (QuicIdleTimeout < TimeSpan.FromSeconds(1))
@@ -186,6 +212,9 @@ public sealed class RuntimeOptions
         {
             throw new ArgumentOutOfRangeException(nameof(QuicKeepAliveInterval), EffectiveQuicKeepAlive, "QuicKeepAliveInterval (DYN_QUIC_KEEPALIVE_SECS) must be positive and shorter than QuicIdleTimeout");
         }
+
+        ArgumentNullException.ThrowIfNull(Limits, nameof(Limits));
+        Limits.Validate(MaxFrameSize);
     }
 }
 

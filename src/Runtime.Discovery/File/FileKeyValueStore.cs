@@ -31,7 +31,11 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
     private readonly ITimer _refresher;
     private bool _disposed;
 
-    /// <summary>Opens (and creates if needed) the store's root directory.</summary>
+    /// <summary>
+    /// Opens (and creates if needed) the store's root directory. The default one, in the shared temp directory,
+    /// is made private to the user (mode 0700) and refused if another user owns it.
+    /// </summary>
+    /// <exception cref="UnauthorizedAccessException">The default directory belongs to another user; set <c>DYN_FILE_KV</c>.</exception>
     public FileKeyValueStore(FileStoreOptions? options = null, TimeProvider? timeProvider = null, ILogger<FileKeyValueStore>? logger = null)
     {
         _options = options ?? new FileStoreOptions();
@@ -40,7 +44,15 @@ public sealed partial class FileKeyValueStore : IKeyValueStore
         _leases = new LeaseTable(_time);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _root = _options.ResolveRoot();
-        Directory.CreateDirectory(_root);
+        if (_options.UsesDefaultRoot)
+        {
+            PrivateDirectory.Ensure(_root);
+        }
+        else
+        {
+            Directory.CreateDirectory(_root);
+        }
+
         var period = TimeSpan.FromTicks(Math.Max(_options.Ttl.Ticks / 3, TimeSpan.TicksPerSecond));
         _refresher = _time.CreateTimer(static s => ((FileKeyValueStore)s!).Refresh(), this, period, period);
     }

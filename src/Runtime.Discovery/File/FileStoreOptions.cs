@@ -8,7 +8,9 @@ public sealed class FileStoreOptions
 
     /// <summary>
     /// Root directory shared by every process of a deployment (<c>DYN_FILE_KV</c>); when empty,
-    /// <c>dynamo_store_kv</c> under the system temp directory.
+    /// <c>dynamo_store_kv</c> under the system temp directory, created private to the user (mode 0700) and
+    /// refused when another user owns it. A directory named here is used with whatever permissions it has, so
+    /// it can be shared on purpose.
     /// </summary>
     public string? Root { get; set; }
 
@@ -21,9 +23,15 @@ public sealed class FileStoreOptions
     /// <summary>How often a watch rescans the directory even without a file-system event. Default 1 s.</summary>
     public TimeSpan RescanInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The system temp directory, under which the default root lives (tests point it elsewhere).</summary>
+    internal Func<string> TempPath { get; set; } = Path.GetTempPath;
+
+    /// <summary>Whether <see cref="Root"/> is unset, so the default directory is used.</summary>
+    internal bool UsesDefaultRoot => string.IsNullOrWhiteSpace(Root);
+
     /// <summary>The root actually used.</summary>
     public string ResolveRoot() =>
-        string.IsNullOrWhiteSpace(Root) ? Path.Combine(Path.GetTempPath(), "dynamo_store_kv") : Path.GetFullPath(Root);
+        UsesDefaultRoot ? Path.Combine(TempPath(), "dynamo_store_kv") : Path.GetFullPath(Root!);
 
     /// <summary>Rejects values that cannot work, naming the option.</summary>
     public void Validate()

@@ -18,6 +18,8 @@ public static class RuntimeMetrics
 
     internal static readonly Counter<long> StreamsRejected = s_meter.CreateCounter<long>("rm.server.rejected", description: "Streams rejected for bad input (malformed, oversized, unknown endpoint)");
 
+    internal static readonly Counter<long> LimitRejections = s_meter.CreateCounter<long>("rm.server.limited", description: "Connections and requests a server refused, or streams it reset, because of a limit (tag: limit, the ServerLimits property)");
+
     internal static readonly Counter<long> Attempts = s_meter.CreateCounter<long>("rm.router.attempts", description: "Attempts made by routers");
 
     internal static readonly Counter<long> Failovers = s_meter.CreateCounter<long>("rm.router.failovers", description: "Failed attempts retried on another instance");

@@ -26,9 +26,10 @@ public static class RequestMigrationServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         services.AddOptions<RuntimeOptions>()
             .Bind(configuration.GetSection(RuntimeOptions.SectionName))
-            .PostConfigure(o =>
+            .PostConfigure<IServiceProvider>((o, sp) =>
             {
                 o.ApplyEnvironment(name => configuration[name]);
+                o.EnvironmentName ??= sp.GetService<IHostEnvironment>()?.EnvironmentName;
                 configure?.Invoke(o);
             })
             .Validate(o =>
@@ -70,14 +71,36 @@ public static class RequestMigrationServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Registers a <see cref="PushRouter{TRequest, TResponse}"/> singleton for one endpoint.</summary>
+    /// <summary>
+    /// Registers a <see cref="PushRouter{TRequest, TResponse}"/> singleton for one endpoint, keyed by the
+    /// endpoint path: resolve it with <c>GetRequiredKeyedService&lt;PushRouter&lt;TRequest, TResponse&gt;&gt;("ns/component/endpoint")</c>
+    /// or <c>[FromKeyedServices("ns/component/endpoint")]</c>. Call it once per endpoint; routers of the same types
+    /// for different endpoints live side by side. While only one router of this type pair is registered it also
+    /// resolves without a key.
+    /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="endpointPath"><c>namespace/component/endpoint</c>.</param>
     /// <param name="configure">Router options (defaults plus <c>DYN_INHIBITED_DURATION_SECS</c>).</param>
+    /// <exception cref="InvalidOperationException">A router of these types is already registered for this endpoint.</exception>
     public static IServiceCollection AddPushRouter<TRequest, TResponse>(this IServiceCollection services, string endpointPath, Action<RouterOptions>? configure = null)
     {
+        ArgumentNullException.ThrowIfNull(services);
         var id = EndpointId.Parse(endpointPath);
-        services.TryAddSingleton(sp =>
+        var endpoints = services.Where(d => d.ServiceType == typeof(RouterEndpoints<TRequest, TResponse>) && !d.IsKeyedService)
+            .Select(d => d.ImplementationInstance).OfType<RouterEndpoints<TRequest, TResponse>>().SingleOrDefault();
+        if (endpoints is null)
+        {
+            endpoints = new RouterEndpoints<TRequest, TResponse>();
+            services.AddSingleton(endpoints);
+            services.AddSingleton(sp => sp.GetRequiredService<RouterEndpoints<TRequest, TResponse>>().ResolveOnly(sp));
+        }
+
+        if (!endpoints.TryAdd(id.Path))
+        {
+            throw new InvalidOperationException($"AddPushRouter<{typeof(TRequest).Name}, {typeof(TResponse).Name}>(\"{id.Path}\") was called twice; register one router per endpoint and configure it in one call");
+        }
+
+        services.AddKeyedSingleton(id.Path, (sp, _) =>
         {
             var config = sp.GetService<IConfiguration>();
             var options = new RouterOptions().ApplyEnvironment(config is null ? null : name => config[name]);
@@ -87,11 +110,49 @@ public static class RequestMigrationServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>The endpoints with a router of one type pair, so resolving without a key can say which keys exist.</summary>
+    internal sealed class RouterEndpoints<TRequest, TResponse>
+    {
+        private readonly List<string> _paths = [];
+
+        public bool TryAdd(string path)
+        {
+            lock (_paths)
+            {
+                if (_paths.Contains(path, StringComparer.Ordinal))
+                {
+                    return false;
+                }
+
+                _paths.Add(path);
+                return true;
+            }
+        }
+
+        /// <summary>The router, when there is exactly one of this type pair.</summary>
+        /// <exception cref="InvalidOperationException">There are several; the message lists their keys.</exception>
+        public PushRouter<TRequest, TResponse> ResolveOnly(IServiceProvider services)
+        {
+            string[] paths;
+            lock (_paths)
+            {
+                paths = [.. _paths];
+            }
+
+            return paths.Length == 1
+                ? services.GetRequiredKeyedService<PushRouter<TRequest, TResponse>>(paths[0])
+                : throw new InvalidOperationException(
+                    $"{paths.Length} routers of PushRouter<{typeof(TRequest).Name}, {typeof(TResponse).Name}> are registered ({string.Join(", ", paths)}); "
+                    + $"resolve one by its endpoint: GetRequiredKeyedService<PushRouter<{typeof(TRequest).Name}, {typeof(TResponse).Name}>>(\"{paths[0]}\") or [FromKeyedServices(\"{paths[0]}\")]");
+        }
+    }
+
     internal sealed record EndpointRegistration(Action<EndpointServer, IServiceProvider> Apply);
 
     private sealed class EndpointServerHostedService(RequestMigrationRuntime runtime, IEnumerable<EndpointRegistration> registrations, IServiceProvider services) : IHostedService
     {
         private EndpointServer? _server;
+        private volatile bool _stopping;
 
         public async Task StartAsync(CancellationToken cancellationToken)
         {
@@ -103,8 +164,27 @@ public static class RequestMigrationServiceCollectionExtensions
             }
 
             await _server.StartAsync(cancellationToken).ConfigureAwait(false);
+
+            // A server that stopped by itself (its listener failed) has left discovery; a process that serves
+            // nothing should exit so whatever supervises it starts a fresh one.
+            var lifetime = services.GetService<IHostApplicationLifetime>();
+            _ = _server.Completion.ContinueWith(
+                _ =>
+                {
+                    if (!_stopping)
+                    {
+                        lifetime?.StopApplication();
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
         }
 
-        public Task StopAsync(CancellationToken cancellationToken) => _server?.StopAsync(cancellationToken) ?? Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            _stopping = true;
+            return _server?.StopAsync(cancellationToken) ?? Task.CompletedTask;
+        }
     }
 }

@@ -368,6 +368,12 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 {
                     failures = 0;
                     Volatile.Write(ref _watchError, null);
+                    if (change.Kind == InstanceChangeKind.Removed && Instances.FindState(change.InstanceId)?.Record is { } gone)
+                    {
+                        // Its pooled connections would only wait for the idle sweep; nothing will use them again.
+                        _runtime.Transports.ForgetInstance(gone);
+                    }
+
                     Instances.Apply(change);
                 }
             }

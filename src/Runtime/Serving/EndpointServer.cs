@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
@@ -9,25 +10,34 @@ namespace RequestMigration.Serving;
 
 /// <summary>
 /// Serves endpoints and registers them in discovery as one instance. Add endpoints, then
-/// <see cref="StartAsync"/>; <see cref="StopAsync"/> shuts down gracefully: deregister first, stop accepting,
-/// let in-flight streams finish within <see cref="RuntimeOptions.DrainTimeout"/>, then cancel and close.
+/// <see cref="StartAsync"/>; <see cref="StopAsync"/> shuts down gracefully: deregister first, keep serving for
+/// <see cref="RuntimeOptions.DeregistrationGracePeriod"/> while routers learn of it, stop accepting, close
+/// connections between responses, let in-flight streams finish within <see cref="RuntimeOptions.DrainTimeout"/>,
+/// then cancel and close.
 /// With <c>DYN_TRANSPORT=auto</c> and QUIC available it listens on QUIC and on TCP (same port number where
 /// free), advertising QUIC first, so clients without QUIC reach it too.
 /// </summary>
-public sealed partial class EndpointServer : IAsyncDisposable
+public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
 {
     private readonly RequestMigrationRuntime _runtime;
     private readonly ILogger _logger;
     private readonly Dictionary<string, IEndpointInvoker> _endpoints = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<StreamSession, Task> _sessions = new();
-    private readonly ConcurrentDictionary<IServerConnection, byte> _connections = new();
+    // Each open connection with the number of requests in progress on it (MaxConcurrentStreamsPerConnection).
+    private readonly ConcurrentDictionary<IServerConnection, StrongBox<int>> _connections = new();
     private readonly CancellationTokenSource _hardStop = new();
     private readonly CancellationTokenSource _stopAccepting = new();
     private readonly List<ITransportListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConnectionGate _gate;
+    private readonly RejectionLog _rejections;
     private InstanceRegistrar? _registrar;
     private Task _starting = Task.CompletedTask;
     private int _state = (int)ServerState.New;
+
+    // Requests in progress over every connection (MaxConcurrentStreams).
+    private long _streams;
     private volatile bool _draining;
 
     private enum ServerState
@@ -46,9 +56,13 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Tags = options.Tags;
         _runtime = runtime;
         _logger = runtime.LoggerFactory.CreateLogger<EndpointServer>();
+        Limits = runtime.Options.Limits;
         MaxFrameSize = runtime.Options.MaxFrameSize;
-        IdleTimeout = runtime.Options.IdleTimeout;
-        RequestBuffers = new Wire.BufferBudget(runtime.Options.MaxBufferedRequestBytes);
+        MaxRequestFrameSize = Limits.EffectiveRequestFrameSize(MaxFrameSize);
+        IdleTimeout = Limits.IdleTimeout;
+        RequestBuffers = new Wire.BufferBudget(Limits.MaxBufferedRequestBytes);
+        _gate = new ConnectionGate(Limits.MaxConcurrentConnections);
+        _rejections = new RejectionLog(Limits.RejectionLogInterval, runtime.Time);
     }
 
     /// <summary>This server's instance id (valid after <see cref="StartAsync"/>).</summary>
@@ -66,11 +80,33 @@ public sealed partial class EndpointServer : IAsyncDisposable
     /// <summary>Every transport and address the server listens on, preferred first (valid after <see cref="StartAsync"/>).</summary>
     public IReadOnlyList<InstanceAddress> Addresses { get; private set; } = [];
 
+    /// <summary>
+    /// Completes once the server has stopped: after <see cref="StopAsync"/>, after a failed start, or when the
+    /// server stopped by itself because it could no longer accept connections (logged as an error). A host
+    /// can watch it to exit a process that no longer serves anything.
+    /// </summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>The listeners, for tests that make one fail.</summary>
+    internal IReadOnlyList<ITransportListener> Listeners => _listeners;
+
+    /// <summary>Largest response frame written.</summary>
     internal int MaxFrameSize { get; }
+
+    /// <summary>Largest request frame read (<see cref="ServerLimits.MaxRequestFrameSize"/>, capped by <see cref="MaxFrameSize"/>).</summary>
+    internal int MaxRequestFrameSize { get; }
+
+    internal ServerLimits Limits { get; }
 
     internal TimeSpan IdleTimeout { get; }
 
-    /// <summary>Bytes all sessions hold for request frames still arriving, against <see cref="RuntimeOptions.MaxBufferedRequestBytes"/>.</summary>
+    /// <summary>Connections open now (admitted against <see cref="ServerLimits.MaxConcurrentConnections"/>).</summary>
+    internal long ConnectionCount => _gate.Count;
+
+    /// <summary>Requests in progress now (against <see cref="ServerLimits.MaxConcurrentStreams"/>).</summary>
+    internal long StreamCount => Volatile.Read(ref _streams);
+
+    /// <summary>Bytes all sessions hold for request frames still arriving, against <see cref="ServerLimits.MaxBufferedRequestBytes"/>.</summary>
     internal Wire.BufferBudget RequestBuffers { get; }
 
     internal TimeProvider Time => _runtime.Time;
@@ -171,17 +207,18 @@ public sealed partial class EndpointServer : IAsyncDisposable
         // number on UDP (a separate port space); if that UDP port is taken, QUIC gets its own free port.
         var order = kinds.Count > 1 ? kinds.Reverse() : kinds;
         var bound = new Dictionary<TransportKind, ITransportListener>();
+        var settings = new ListenerSettings(Limits, _gate, _runtime.Time, (limit, remote, reason) => OnLimit(limit, RejectionLog.PeerOf(remote), reason));
         var port = options.ListenPort;
         foreach (var kind in order)
         {
             ITransportListener listener;
             try
             {
-                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, port), cancellationToken).ConfigureAwait(false);
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, port), settings, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (bound.Count > 0 && options.ListenPort == 0 && ex is System.Net.Sockets.SocketException or System.Net.Quic.QuicException)
             {
-                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, 0), cancellationToken).ConfigureAwait(false);
+                listener = await _runtime.Transports.ListenAsync(kind, new IPEndPoint(ip, 0), settings, cancellationToken).ConfigureAwait(false);
             }
 
             _listeners.Add(listener);
@@ -192,9 +229,10 @@ public sealed partial class EndpointServer : IAsyncDisposable
         Addresses = [.. kinds.Select(k => new InstanceAddress(k == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp, FormatAddress(host, bound[k].LocalEndPoint.Port)))];
         Transport = Addresses[0].Transport;
         Address = Addresses[0].Address;
-        foreach (var listener in _listeners)
+        foreach (var (kind, listener) in bound)
         {
-            _acceptLoops.Add(AcceptLoopAsync(listener));
+            var transport = kind == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
+            _acceptLoops.Add(AcceptLoopAsync(listener, transport, FormatAddress(host, listener.LocalEndPoint.Port)));
         }
     }
 
@@ -244,6 +282,8 @@ public sealed partial class EndpointServer : IAsyncDisposable
         {
             await _registrar.DisposeAsync().ConfigureAwait(false);
         }
+
+        _completion.TrySetResult();
     }
 
     private async Task CloseListenersAsync()
@@ -287,11 +327,15 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
         if (previous != ServerState.Running)
         {
+            if (previous == ServerState.New)
+            {
+                // Never started: stopped all the same.
+                _completion.TrySetResult();
+            }
+
             return;
         }
 
-        _draining = true;
-        LogStopping(InstanceId, _sessions.Count);
         try
         {
             if (_registrar is not null)
@@ -306,6 +350,23 @@ public sealed partial class EndpointServer : IAsyncDisposable
                 }
             }
 
+            // Routers learn of the deregistration through their watch; until then they may still pick this
+            // instance, so serve them as usual rather than make them go elsewhere.
+            var grace = _runtime.Options.DeregistrationGracePeriod;
+            if (grace > TimeSpan.Zero && !cancellationToken.IsCancellationRequested)
+            {
+                LogDeregistered(InstanceId, grace.TotalSeconds);
+                try
+                {
+                    await Task.Delay(grace, _runtime.Time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+
+            _draining = true;
+            LogStopping(InstanceId, _sessions.Count);
             await _stopAccepting.CancelAsync().ConfigureAwait(false);
             await CloseListenersAsync().ConfigureAwait(false);
 
@@ -348,8 +409,15 @@ public sealed partial class EndpointServer : IAsyncDisposable
             }
 
             LogStopped(InstanceId);
+            _completion.TrySetResult();
         }
     }
+
+    /// <summary>
+    /// Stops the server (gracefully) if it is running, blocking until it has; for containers disposed
+    /// synchronously. Prefer <see cref="StopAsync"/> or <see cref="DisposeAsync"/>.
+    /// </summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     /// <summary>Stops the server (gracefully) if it is running.</summary>
     public async ValueTask DisposeAsync()
@@ -360,6 +428,73 @@ public sealed partial class EndpointServer : IAsyncDisposable
     }
 
     internal IEndpointInvoker? FindEndpoint(string path) => _endpoints.GetValueOrDefault(path);
+
+    /// <summary>
+    /// Admits one more request on <paramref name="connection"/> unless that takes the server over
+    /// <see cref="ServerLimits.MaxConcurrentStreams"/> or the connection over
+    /// <see cref="ServerLimits.MaxConcurrentStreamsPerConnection"/>. Null when admitted (release it with
+    /// <see cref="ReleaseStream"/>); otherwise what to tell the peer, already counted and logged.
+    /// </summary>
+    internal string? TryAdmitStream(IServerConnection connection)
+    {
+        var limit = Limits.MaxConcurrentStreams;
+        var current = Volatile.Read(ref _streams);
+        while (true)
+        {
+            if (current >= limit)
+            {
+                return Refuse(nameof(ServerLimits.MaxConcurrentStreams), connection.Remote, $"server busy: {current} requests in progress on instance {InstanceId:x}, the limit (MaxConcurrentStreams, DYN_MAX_STREAMS) is {limit}; try another instance");
+            }
+
+            var seen = Interlocked.CompareExchange(ref _streams, current + 1, current);
+            if (seen == current)
+            {
+                break;
+            }
+
+            current = seen;
+        }
+
+        if (connection.IsMultiplexed && _connections.TryGetValue(connection, out var onConnection))
+        {
+            var perConnection = Interlocked.Increment(ref onConnection.Value);
+            if (perConnection > Limits.MaxConcurrentStreamsPerConnection)
+            {
+                Interlocked.Decrement(ref onConnection.Value);
+                Interlocked.Decrement(ref _streams);
+                return Refuse(nameof(ServerLimits.MaxConcurrentStreamsPerConnection), connection.Remote, $"server busy: {perConnection - 1} requests in progress on this connection, the limit (MaxConcurrentStreamsPerConnection, DYN_MAX_STREAMS_PER_CONNECTION) is {Limits.MaxConcurrentStreamsPerConnection}; try another instance");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A request admitted by <see cref="TryAdmitStream"/> has ended.</summary>
+    internal void ReleaseStream(IServerConnection connection)
+    {
+        if (connection.IsMultiplexed && _connections.TryGetValue(connection, out var onConnection))
+        {
+            Interlocked.Decrement(ref onConnection.Value);
+        }
+
+        Interlocked.Decrement(ref _streams);
+    }
+
+    /// <summary>Counts and (rate-limited) logs a peer stopped by a limit other than the stream limits.</summary>
+    internal void OnLimit(string limit, string peer, string reason)
+    {
+        RuntimeMetrics.LimitRejections.Add(1, new KeyValuePair<string, object?>("limit", limit));
+        if (_rejections.ShouldLog(peer, limit, out var suppressed))
+        {
+            LogLimitReached(limit, peer, reason, suppressed);
+        }
+    }
+
+    private string Refuse(string limit, string remote, string message)
+    {
+        OnLimit(limit, RejectionLog.PeerOf(remote), message);
+        return message;
+    }
 
     private async Task<bool> WaitForSessionsAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -379,10 +514,11 @@ public sealed partial class EndpointServer : IAsyncDisposable
         }
     }
 
-    private async Task AcceptLoopAsync(ITransportListener listener)
+    private async Task AcceptLoopAsync(ITransportListener listener, string transport, string address)
     {
         var ct = _stopAccepting.Token;
-        while (!ct.IsCancellationRequested)
+        Exception failure;
+        while (true)
         {
             IServerConnection conn;
             try
@@ -393,14 +529,22 @@ public sealed partial class EndpointServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is System.Threading.Channels.ChannelClosedException or ObjectDisposedException)
+            catch (Exception ex)
             {
-                return;
+                failure = ex is System.Threading.Channels.ChannelClosedException { InnerException: { } inner } ? inner : ex;
+                break;
             }
 
-            _connections.TryAdd(conn, 0);
+            _connections.TryAdd(conn, new StrongBox<int>());
             _ = ServeConnectionAsync(conn);
         }
+
+        // Nobody asked this loop to end: the listener failed. Registered but deaf, the instance would take
+        // every router's next requests and refuse them, so leave discovery and stop (in-flight streams on
+        // connections already accepted still finish within the drain timeout). Not awaited: stopping waits
+        // for this loop to return.
+        LogAcceptLoopDied(failure, InstanceId, transport, address, failure.Message);
+        _ = Task.Run(() => StopAsync());
     }
 
     private async Task ServeConnectionAsync(IServerConnection conn)
@@ -470,6 +614,9 @@ public sealed partial class EndpointServer : IAsyncDisposable
     }
 
 
+    [LoggerMessage(EventId = 222, EventName = "Deregistered", Level = LogLevel.Information, Message = "server: instance {InstanceId:x} deregistered; serving for {GraceSeconds} s more while routers learn of it (DYN_DEREGISTRATION_GRACE_SECS)")]
+    private partial void LogDeregistered(ulong instanceId, double graceSeconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "server: instance {InstanceId:x} stopping: deregistered, draining {InFlight} stream(s)")]
     private partial void LogStopping(ulong instanceId, int inFlight);
 
@@ -478,6 +625,12 @@ public sealed partial class EndpointServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "server: instance {InstanceId:x} stopped")]
     private partial void LogStopped(ulong instanceId);
+
+    [LoggerMessage(EventId = 220, EventName = "AcceptLoopDied", Level = LogLevel.Error, Message = "server: instance {InstanceId:x} stopped accepting {Transport} connections on {Address} ({Reason}); deregistering and stopping")]
+    private partial void LogAcceptLoopDied(Exception ex, ulong instanceId, string transport, string address, string reason);
+
+    [LoggerMessage(EventId = 221, EventName = "LimitReached", Level = LogLevel.Warning, Message = "server: {Limit} reached, refused peer {Peer}: {Reason} ({Suppressed} more from this peer not logged since the last report)")]
+    private partial void LogLimitReached(string limit, string peer, string reason, long suppressed);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "server: connection {ConnectionId} from {Remote}")]
     private partial void LogConnection(string connectionId, string remote);

@@ -44,6 +44,11 @@ internal sealed class StreamSession
     // The token source of the request in progress, so a failed write to the consumer can stop the handler.
     private CancellationTokenSource? _requestCts;
 
+    // Armed while a flush to the consumer is pending (ServerLimits.WriteTimeout): a consumer that stops
+    // reading must not pin the handler forever. Null when there is no write timeout.
+    private readonly ITimer? _writeTimer;
+    private volatile bool _flushing;
+
     public StreamSession(EndpointServer server, IServerConnection connection, Stream stream, ILogger logger)
     {
         _server = server;
@@ -51,8 +56,12 @@ internal sealed class StreamSession
         _stream = stream;
         _logger = logger;
         _closed = new CancellationTokenSource(Timeout.InfiniteTimeSpan, server.Time);
-        _reader = new FrameReader(stream, server.MaxFrameSize, server.RequestBuffers);
+        _reader = new FrameReader(stream, server.MaxRequestFrameSize, server.RequestBuffers);
         _writer = new FrameWriter(stream, server.MaxFrameSize);
+        if (server.Limits.WriteTimeout is not null)
+        {
+            _writeTimer = server.Time.CreateTimer(static s => ((StreamSession)s!).OnWriteTimeout(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
     }
 
     public bool IsBusy => _busy;
@@ -170,6 +179,7 @@ internal sealed class StreamSession
             }
 
             currentCts?.Dispose();
+            _writeTimer?.Dispose();
             _writer.Dispose();
             await _reader.DisposeAsync().ConfigureAwait(false);
             _closed.Dispose();
@@ -212,6 +222,13 @@ internal sealed class StreamSession
         catch (ProtocolException ex)
         {
             await RejectAsync(ex.Code, ex.Message, header.RequestId).ConfigureAwait(false);
+            return null;
+        }
+
+        if (_server.TryAdmitStream(_connection) is { } refusal)
+        {
+            // Over a stream limit: "unavailable" before anything else, which routers retry elsewhere for free.
+            await TrySendErrorAsync(ErrorCode.Unavailable, refusal).ConfigureAwait(false);
             return null;
         }
 
@@ -349,6 +366,7 @@ internal sealed class StreamSession
             }
 
             _responseCut = aborted;
+            _server.ReleaseStream(_connection);
 
             _busy = false;
             _writer.Trim();
@@ -396,6 +414,8 @@ internal sealed class StreamSession
         ct.ThrowIfCancellationRequested();
         try
         {
+            _flushing = true;
+            _writeTimer?.Change(_server.Limits.WriteTimeout!.Value, Timeout.InfiniteTimeSpan);
             await _writer.FlushAsync(ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
@@ -416,18 +436,49 @@ internal sealed class StreamSession
 
             throw;
         }
+        finally
+        {
+            _flushing = false;
+            _writeTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>A flush to the consumer took longer than the write timeout: stop the request, which resets the stream.</summary>
+    private void OnWriteTimeout()
+    {
+        if (!_flushing)
+        {
+            return;
+        }
+
+        var reason = $"the consumer read nothing for {_server.Limits.WriteTimeout!.Value.TotalSeconds:0.###} s (WriteTimeout, DYN_WRITE_TIMEOUT_SECS); request cancelled and stream reset";
+        _cancelReason = reason;
+        _server.OnLimit(nameof(ServerLimits.WriteTimeout), RejectionLog.PeerOf(_connection.Remote), reason);
+        try
+        {
+            _requestCts?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 
     private sealed class PeerWriteException(Exception inner) : Exception("writing to the consumer failed", inner);
 
     private async Task TrySendErrorAsync(ErrorCode code, string message)
     {
+        // A peer that does not read gets no longer for an error than for data.
+        using var timeout = _server.Limits.WriteTimeout is { } limit ? new CancellationTokenSource(limit, _server.Time) : null;
         try
         {
             _writer.WriteError(code, message);
             _responseEnded = true;
-            await _writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await _writer.FlushAsync(timeout?.Token ?? CancellationToken.None).ConfigureAwait(false);
             _connection.Complete(_stream);
+        }
+        catch (OperationCanceledException)
+        {
+            _connection.Abort(_stream);
         }
         catch (Exception ex) when (TransportErrors.IsBroken(ex) || ex is InvalidOperationException)
         {

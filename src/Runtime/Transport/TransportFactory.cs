@@ -16,7 +16,7 @@ internal sealed partial class TransportFactory : IAsyncDisposable
     private readonly Lazy<IClientConnector> _tcp;
     private readonly Lazy<IClientConnector?> _quic;
 
-    public TransportFactory(RuntimeOptions options, ILogger logger)
+    public TransportFactory(RuntimeOptions options, TimeProvider time, ILogger logger)
     {
         _options = options;
         _logger = logger;
@@ -28,10 +28,16 @@ internal sealed partial class TransportFactory : IAsyncDisposable
                 LogInsecure();
             }
 
+            var environment = options.EffectiveEnvironmentName;
+            if (tls.IsDevelopmentCa && !string.Equals(environment, "Development", StringComparison.OrdinalIgnoreCase))
+            {
+                LogDevelopmentCa(tls.CaPath, TlsConfiguration.DevCaSubject, environment);
+            }
+
             return tls;
         });
-        _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout));
-        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings) : null);
+        _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, options.PooledConnectionIdleTimeout, time));
+        _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings, options.PooledConnectionIdleTimeout, time) : null);
     }
 
     /// <summary>Idle timeout and keep-alive of QUIC connections, from the options.</summary>
@@ -63,14 +69,20 @@ internal sealed partial class TransportFactory : IAsyncDisposable
         }
     }
 
-    public async ValueTask<ITransportListener> ListenAsync(TransportKind kind, IPEndPoint endpoint, CancellationToken cancellationToken)
+    /// <summary>Starts listening for <paramref name="kind"/> on <paramref name="endpoint"/>.</summary>
+    /// <exception cref="FileNotFoundException">The server certificate or key file is missing (named in the message).</exception>
+    /// <exception cref="ArgumentException">The certificate or key cannot be loaded (named in the message).</exception>
+    public async ValueTask<ITransportListener> ListenAsync(TransportKind kind, IPEndPoint endpoint, ListenerSettings settings, CancellationToken cancellationToken)
     {
+        // Load the certificate and key before the port opens: TCP handshakes happen later, one per peer, where
+        // a missing file would only be logged while the instance, already registered, black-holes every request.
+        _ = _tls.Value.ServerOptions();
         if (kind == TransportKind.Quic && TransportKinds.IsQuicSupported)
         {
-            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, _logger, cancellationToken).ConfigureAwait(false);
+            return await QuicTransportListener.StartAsync(endpoint, _tls.Value, QuicSettings, settings, _logger, cancellationToken).ConfigureAwait(false);
         }
 
-        return new TcpTransportListener(endpoint, _tls.Value, _logger);
+        return new TcpTransportListener(endpoint, _tls.Value, settings, _logger);
     }
 
     /// <summary>
@@ -107,6 +119,29 @@ internal sealed partial class TransportFactory : IAsyncDisposable
             : $"instance advertises no transport this process speaks ({offered}); valid: {TransportKinds.Quic}, {TransportKinds.Tcp}");
     }
 
+    /// <summary>
+    /// Drops what this process pools for an instance that left discovery: idle connections to each of its
+    /// addresses are closed now, and busy ones once their requests end. Call it when a router learns that an
+    /// instance is gone; a later request to the same address simply connects again.
+    /// </summary>
+    public void ForgetInstance(InstanceRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        foreach (var address in new[] { record.Address }.Concat(record.Alternates.Select(a => a.Address)))
+        {
+            // Only connectors that exist can hold anything; forgetting must not create them (nor load certificates).
+            if (_tcp.IsValueCreated)
+            {
+                _tcp.Value.Forget(address);
+            }
+
+            if (_quic.IsValueCreated)
+            {
+                _quic.Value?.Forget(address);
+            }
+        }
+    }
+
     /// <summary>The connector of one transport (benchmarks measure a transport without the router).</summary>
     /// <exception cref="IOException">This process cannot speak <paramref name="transport"/>.</exception>
     public IClientConnector ConnectorFor(string transport) =>
@@ -139,6 +174,9 @@ internal sealed partial class TransportFactory : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "transport: {Hint}")]
     private partial void LogQuicUnavailable(string hint);
+
+    [LoggerMessage(EventId = 300, EventName = "DevelopmentCa", Level = LogLevel.Warning, Message = "transport: using the development CA '{CaPath}' ({Subject}) in environment '{Environment}': its private key is published with RequestMigration, so anyone can issue certificates it trusts; set DYN_TLS_CA_FILE, DYN_TLS_CERT_FILE and DYN_TLS_KEY_FILE to your own")]
+    private partial void LogDevelopmentCa(string caPath, string subject, string environment);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "transport: server certificate validation is OFF (DYN_TLS_INSECURE); any server can impersonate an instance")]
     private partial void LogInsecure();

@@ -113,6 +113,19 @@ internal interface IClientConnector : IAsyncDisposable
     string Name { get; }
 
     ValueTask<ClientStream> OpenAsync(string address, CancellationToken cancellationToken);
+
+    /// <summary>Drops what is pooled for <paramref name="address"/>: idle connections close now, busy ones when their requests end.</summary>
+    void Forget(string address);
+}
+
+/// <summary>When client connectors look at their idle connections.</summary>
+internal static class ConnectionSweep
+{
+    /// <summary>
+    /// How often idle connections are checked: often enough that one the server closed is closed here within
+    /// a second (not left in CLOSE_WAIT), and cheap (one poll per idle connection).
+    /// </summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>A client-side request stream with its frame reader and writer.</summary>

@@ -199,7 +199,7 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize, BufferBudget?
 }
 
 /// <summary>
-/// A limit on bytes held, shared by the frame readers of one server (<see cref="RuntimeOptions.MaxBufferedRequestBytes"/>).
+/// A limit on bytes held, shared by the frame readers of one server (<see cref="Serving.ServerLimits.MaxBufferedRequestBytes"/>).
 /// Thread-safe.
 /// </summary>
 /// <param name="limit">Most bytes held at once; 0 means no limit (only counted).</param>

@@ -55,6 +55,7 @@ internal sealed class EchoServer : IAsyncDisposable
             ListenHost = "127.0.0.1",
             MaxFrameSize = maxFrameSize,
             DrainTimeout = TimeSpan.FromSeconds(2),
+            DeregistrationGracePeriod = TimeSpan.Zero,
         };
         options.Tls.CaCertificateFile = System.IO.Path.Combine(certs, "ca.pem");
         options.Tls.CertificateFile = System.IO.Path.Combine(certs, "server.pem");

@@ -161,7 +161,8 @@ public sealed class EtcdEndToEndTests(EtcdFixture etcd) : IAsyncLifetime
         await server.WaitForLineAsync(ExampleHarness.ServingLine, TimeSpan.FromSeconds(20));
 
         var context = server.Describe();
-        var warnings = server.StdoutLines.Where(l => l.Contains(" WRN] ", StringComparison.Ordinal)).ToList();
+        // The harness runs in Production with the development certificates, which is warned about once on its own.
+        var warnings = server.StdoutLines.Where(l => l.Contains(" WRN] ", StringComparison.Ordinal) && !l.Contains("development CA", StringComparison.Ordinal)).ToList();
         warnings.Count.ShouldBe(1, context);
         warnings[0].ShouldContain(etcd.ClientUrl.ToString().TrimEnd('/'), Case.Sensitive, context);
         server.StdoutLines.Concat(server.Stderr.Split('\n')).Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal)).ShouldBe(0, context);

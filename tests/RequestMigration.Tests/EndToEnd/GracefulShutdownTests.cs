@@ -41,6 +41,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         server.Stdout.ShouldContain($"server: instance {instanceId} stopping: deregistered, draining 1 stream(s)", Case.Sensitive, context);
         server.Stdout.ShouldContain($"server: instance {instanceId} stopped", Case.Sensitive, context);
         server.Stdout.ShouldNotContain("drain timeout", Case.Sensitive, context);
+        server.Stdout.ShouldContain("WRN] transport: using the development CA", Case.Sensitive, $"the harness runs in Production with certs/ca.pem, which must not be silent; {context}");
         _harness.InstanceFiles().ShouldBeEmpty($"the stopped server's instance file must be gone from {_harness.StoreDir}; {context}");
     }
 }

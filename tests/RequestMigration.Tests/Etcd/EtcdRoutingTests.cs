@@ -92,11 +92,13 @@ public sealed class EtcdRoutingTests(EtcdFixture etcd) : IAsyncLifetime
         var router = Router(endpoint);
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(10), Ct);
 
+        // The record goes first, while the server still serves out its grace period (2 s by default).
         var stopped = System.Diagnostics.Stopwatch.StartNew();
-        await server.StopAsync(Ct);
+        var stop = server.StopAsync(Ct);
         (await EventuallyAsync(() => Task.FromResult(router.Instances.Source.Count == 0), TimeSpan.FromSeconds(2)))
             .ShouldBeTrue("a graceful stop deletes the record (and revokes the lease) instead of waiting for the TTL");
         stopped.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2));
+        await stop;
     }
 
     [Fact]

@@ -38,6 +38,9 @@ internal sealed class TestCluster : IAsyncDisposable
             Transport = Transport,
             Discovery = new DiscoveryOptions { Store = StoreKind.Mem },
             DrainTimeout = TimeSpan.FromSeconds(5),
+
+            // Tests that need routers to catch up with a stopping server set a grace period themselves.
+            DeregistrationGracePeriod = TimeSpan.Zero,
         };
         configure?.Invoke(o);
         return o;
@@ -65,9 +68,9 @@ internal sealed class TestCluster : IAsyncDisposable
     public Task<EndpointServer> StartNamedServerAsync(string name, int count = 3, int abortAfter = -1, ConcurrentQueue<string>? calls = null) =>
         StartServerAsync<string, string>((req, ctx) => Named(name, count, abortAfter, calls, ctx));
 
-    public async Task<PushRouter<TReq, TResp>> RouterAsync<TReq, TResp>(int expectedInstances, RouterOptions? options = null, TimeProvider? time = null, string endpoint = DefaultEndpoint)
+    public async Task<PushRouter<TReq, TResp>> RouterAsync<TReq, TResp>(int expectedInstances, RouterOptions? options = null, TimeProvider? time = null, string endpoint = DefaultEndpoint, Action<RuntimeOptions>? configure = null)
     {
-        var router = Runtime(time: time).CreateRouter<TReq, TResp>(EndpointId.Parse(endpoint), options ?? new RouterOptions());
+        var router = Runtime(configure, time).CreateRouter<TReq, TResp>(EndpointId.Parse(endpoint), options ?? new RouterOptions());
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (router.Instances.Available.Count < expectedInstances)
         {

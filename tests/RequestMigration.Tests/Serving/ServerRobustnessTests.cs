@@ -148,7 +148,7 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
     [Fact]
     public async Task An_idle_connection_is_closed_after_the_idle_timeout_and_clients_recover_quietly()
     {
-        var server = await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.IdleTimeout = TimeSpan.FromMilliseconds(300));
+        var server = await _cluster.StartServerAsync<string, string>((s, _) => Length(s), configure: o => o.Limits.IdleTimeout = TimeSpan.FromMilliseconds(300));
 
         // A peer that connects and sends nothing is dropped.
         var port = int.Parse(server.Address.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
@@ -175,7 +175,7 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
     [Fact]
     public async Task A_long_running_stream_is_not_cut_by_the_idle_timeout()
     {
-        await _cluster.StartServerAsync<int, int>(Slow, configure: o => o.IdleTimeout = TimeSpan.FromMilliseconds(200));
+        await _cluster.StartServerAsync<int, int>(Slow, configure: o => o.Limits.IdleTimeout = TimeSpan.FromMilliseconds(200));
         var router = await _cluster.RouterAsync<int, int>(1);
         var items = await TransportConformanceTests.Collect(router.GenerateAsync(100, Ct));
         items.ShouldAllBe(i => !i.IsError);

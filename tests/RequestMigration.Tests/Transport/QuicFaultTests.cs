@@ -76,6 +76,53 @@ public sealed class QuicFaultTests : IAsyncLifetime
         received.ShouldBe(["first", "second"]);
     }
 
+    [Fact]
+    public async Task An_instance_that_turns_away_the_QUIC_handshake_is_skipped_not_blamed_on_local_certificates()
+    {
+        // What a QUIC server that is shutting down (its listener closing) does to a new connection: it cancels
+        // the handshake, and the client sees the TLS alert "user canceled".
+        var tls = new RequestMigration.Transport.Tls.TlsConfiguration(_cluster.Options().Tls);
+        var serverAuth = tls.ServerOptions();
+#pragma warning disable CA1416 // the test is skipped where QUIC is unsupported
+        await using var refusing = await System.Net.Quic.QuicListener.ListenAsync(
+            new System.Net.Quic.QuicListenerOptions
+            {
+                ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
+                ApplicationProtocols = [RequestMigration.Transport.Tls.TlsConfiguration.Alpn],
+                ConnectionOptionsCallback = (_, _, _) => throw new InvalidOperationException("listener closing"),
+            },
+            Ct);
+        var refusingPort = refusing.LocalEndPoint.Port;
+        var accepting = Task.Run(async () =>
+        {
+            try
+            {
+                await refusing.AcceptConnectionAsync(Ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+            }
+        });
+#pragma warning restore CA1416
+        var good = await _cluster.StartServerAsync<string, string>(Echo);
+        await new InstanceRegistry(_cluster.Store).PutAsync(new InstanceRecord
+        {
+            InstanceId = 0xc105ed, Namespace = "test", Component = "backend", Endpoint = "generate",
+            Transport = TransportKinds.Quic, Address = $"127.0.0.1:{refusingPort}",
+        }, 0, Ct);
+        var router = await _cluster.RouterAsync<string, string>(2);
+
+        var served = new List<string?>();
+        for (var i = 0; i < 4; i++)
+        {
+            served.AddRange((await TransportConformanceTests.Collect(router.GenerateAsync("x", Ct))).Select(item => item.IsError ? "ERR " + item.Comment : item.Data));
+        }
+
+        served.ShouldAllBe(d => d == "x");
+        router.Instances.Available.Select(r => r.InstanceId).ShouldBe([good.InstanceId]);
+        tls.Dispose();
+    }
+
     private static async IAsyncEnumerable<string> TwoHalves(Task resume, RequestContext ctx, [EnumeratorCancellation] CancellationToken unused = default)
     {
         yield return "first";

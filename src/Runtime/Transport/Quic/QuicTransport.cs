@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Quic;
 using System.Runtime.Versioning;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Serving;
 using RequestMigration.Transport.Tls;
 using RequestMigration.Wire;
 
@@ -23,66 +24,168 @@ internal static class QuicErrors
     public const long StreamCut = 0x12;
 }
 
-/// <summary>QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams.</summary>
+/// <summary>
+/// QUIC listener: TLS 1.3 with our ALPN; each connection carries many concurrent request streams. The
+/// handshake must finish within <see cref="ServerLimits.HandshakeTimeout"/>, and each peer gets stream credit
+/// for a little more than <see cref="ServerLimits.MaxConcurrentStreamsPerConnection"/>.
+/// </summary>
+/// <remarks>
+/// A connection over <see cref="ServerLimits.MaxConcurrentConnections"/> cannot be refused during the
+/// handshake (the peer would see a TLS failure and blame its own certificates), so it is accepted, each request
+/// it sends meanwhile is answered with an <see cref="ErrorCode.Unavailable"/> error frame (routers go elsewhere
+/// without counting an attempt), and it is closed once it has been quiet for a moment.
+/// </remarks>
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
 internal sealed partial class QuicTransportListener : ITransportListener
 {
+    // A refused connection is kept this long after its last request, to answer requests already on their way.
+    private static readonly TimeSpan RefusalLinger = TimeSpan.FromMilliseconds(500);
+
     private readonly QuicListener _listener;
+    private readonly ListenerSettings _settings;
     private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
     private long _nextId;
 
-    private QuicTransportListener(QuicListener listener, ILogger logger)
+    private QuicTransportListener(QuicListener listener, ListenerSettings settings, ILogger logger)
     {
         _listener = listener;
+        _settings = settings;
         _logger = logger;
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, QuicConnectionSettings settings, ILogger logger, CancellationToken cancellationToken)
+    public static async ValueTask<QuicTransportListener> StartAsync(IPEndPoint endpoint, TlsConfiguration tls, QuicConnectionSettings connection, ListenerSettings settings, ILogger logger, CancellationToken cancellationToken)
     {
         var serverAuth = tls.ServerOptions();
+        var limits = settings.Limits;
         var listener = await QuicListener.ListenAsync(
             new QuicListenerOptions
             {
                 ListenEndPoint = endpoint,
                 ApplicationProtocols = [TlsConfiguration.Alpn],
-                ListenBacklog = 512,
+                ListenBacklog = limits.ListenBacklog,
                 ConnectionOptionsCallback = (_, _, _) => ValueTask.FromResult(new QuicServerConnectionOptions
                 {
                     DefaultStreamErrorCode = QuicErrors.StreamAborted,
                     DefaultCloseErrorCode = QuicErrors.Shutdown,
                     ServerAuthenticationOptions = serverAuth,
-                    MaxInboundBidirectionalStreams = 10_000,
+                    MaxInboundBidirectionalStreams = limits.QuicStreamCredit,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = settings.IdleTimeout,
-                    KeepAliveInterval = settings.KeepAliveInterval,
+                    IdleTimeout = connection.IdleTimeout,
+                    KeepAliveInterval = connection.KeepAliveInterval,
+                    HandshakeTimeout = limits.HandshakeTimeout,
                 }),
             },
             cancellationToken).ConfigureAwait(false);
-        return new QuicTransportListener(listener, logger);
+        return new QuicTransportListener(listener, settings, logger);
     }
 
     public async ValueTask<IServerConnection> AcceptAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
+            QuicConnection conn;
             try
             {
-                var conn = await _listener.AcceptConnectionAsync(cancellationToken).ConfigureAwait(false);
-                return new QuicServerConnection($"quic-{Interlocked.Increment(ref _nextId)}", conn);
+                conn = await _listener.AcceptConnectionAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is QuicException or System.Security.Authentication.AuthenticationException && !cancellationToken.IsCancellationRequested)
             {
                 // A failed handshake affects that peer only.
                 LogHandshakeFailed(ex.Message);
+                continue;
+            }
+
+            if (_settings.Gate.TryEnter() is { } ticket)
+            {
+                return new QuicServerConnection($"quic-{Interlocked.Increment(ref _nextId)}", conn, ticket);
+            }
+
+            var message = _settings.Gate.RefusalMessage;
+            _settings.OnLimit(nameof(ServerLimits.MaxConcurrentConnections), conn.RemoteEndPoint, message);
+            _ = RefuseAsync(conn, message);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Not disposed: refusals still running link to its token.
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _listener.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Answers every request of an over-limit connection with <paramref name="message"/>, then closes it.</summary>
+    private async Task RefuseAsync(QuicConnection conn, string message)
+    {
+        var answers = new List<Task>();
+        try
+        {
+            // The first request may still be on its way (the peer has just connected): wait for it as long as a
+            // handshake may take; after that only as long as requests keep coming.
+            var wait = _settings.Limits.HandshakeTimeout;
+            while (true)
+            {
+                using var quiet = new CancellationTokenSource(wait, _settings.Time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(quiet.Token, _stop.Token);
+                QuicStream stream;
+                try
+                {
+                    stream = await conn.AcceptInboundStreamAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or QuicException or ObjectDisposedException)
+                {
+                    break;
+                }
+
+                answers.Add(AnswerAsync(stream, message, _settings.Limits.HandshakeTimeout));
+                wait = RefusalLinger;
+            }
+
+            await Task.WhenAll(answers).ConfigureAwait(false);
+        }
+        finally
+        {
+            await CloseQuietlyAsync(conn).ConfigureAwait(false);
+        }
+    }
+
+    private async Task AnswerAsync(QuicStream stream, string message, TimeSpan timeout)
+    {
+        await using (stream.ConfigureAwait(false))
+        {
+            using var cts = new CancellationTokenSource(timeout, _settings.Time);
+            try
+            {
+                using var writer = new FrameWriter(stream, int.MaxValue);
+                writer.WriteError(ErrorCode.Unavailable, message);
+                await writer.FlushAsync(cts.Token).ConfigureAwait(false);
+                stream.CompleteWrites();
+
+                // Closing the connection discards data the peer has not acknowledged: wait until it has the answer.
+                await stream.WritesClosed.WaitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or QuicException or IOException or ObjectDisposedException)
+            {
             }
         }
     }
 
-    public ValueTask DisposeAsync() => _listener.DisposeAsync();
+    private static async Task CloseQuietlyAsync(QuicConnection conn)
+    {
+        try
+        {
+            await conn.CloseAsync(QuicErrors.Shutdown).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is QuicException or ObjectDisposedException)
+        {
+        }
+
+        await conn.DisposeAsync().ConfigureAwait(false);
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "quic: incoming connection failed its handshake ({Reason})")]
     private partial void LogHandshakeFailed(string reason);
@@ -91,7 +194,7 @@ internal sealed partial class QuicTransportListener : ITransportListener
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
-internal sealed class QuicServerConnection(string id, QuicConnection connection) : IServerConnection
+internal sealed class QuicServerConnection(string id, QuicConnection connection, ConnectionGate.Ticket ticket) : IServerConnection
 {
     private int _disposed;
 
@@ -158,24 +261,49 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection)
         }
 
         await connection.DisposeAsync().ConfigureAwait(false);
+        ticket.Release();
     }
 }
 
 /// <summary>
 /// Client side of QUIC: one connection per address, reused for every request; one bidirectional stream per
 /// request. A connection that failed to connect or has died is evicted (and disposed), and the next request
-/// dials again; a connect that times out fails like TCP's, with an <see cref="IOException"/>.
+/// dials again; a connect that times out fails like TCP's, with an <see cref="IOException"/>. A connection
+/// that carried no stream for the idle timeout is closed by a sweep every second, and <see cref="Forget"/>
+/// retires an address's connection: no new streams, closed once its last stream ends.
 /// </summary>
 [SupportedOSPlatform("linux")]
 [SupportedOSPlatform("windows")]
 [SupportedOSPlatform("osx")]
-internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, QuicConnectionSettings settings) : IClientConnector
+internal sealed class QuicClientConnector : IClientConnector
 {
-    // Invariant: a cached task is either still connecting or completed successfully; any other ending
-    // evicts it (Evict), so a failed or timed-out connect never poisons later requests to that address.
-    private readonly ConcurrentDictionary<string, Lazy<Task<QuicConnection>>> _connections = new(StringComparer.Ordinal);
+    // TLS alert 90: the server application cancelled the handshake.
+    private const string UserCanceledAlert = "'UserCanceled'";
+
+    // Invariant: a cached entry's connect is either still running or completed successfully; any other ending
+    // evicts it (Evict), so a failed or timed-out connect never poisons later requests to that address. An entry
+    // leaves the dictionary before it is retired, so a retired entry is never handed to a new stream.
+    private readonly ConcurrentDictionary<string, Entry> _connections = new(StringComparer.Ordinal);
+    private readonly TlsConfiguration _tls;
+    private readonly int _maxFrameSize;
+    private readonly TimeSpan _connectTimeout;
+    private readonly QuicConnectionSettings _settings;
+    private readonly TimeSpan _idleTimeout;
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
     private long _nextStream;
     private volatile bool _disposed;
+
+    public QuicClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, QuicConnectionSettings settings, TimeSpan idleTimeout, TimeProvider time)
+    {
+        _tls = tls;
+        _maxFrameSize = maxFrameSize;
+        _connectTimeout = connectTimeout;
+        _settings = settings;
+        _idleTimeout = idleTimeout;
+        _time = time;
+        _sweeper = time.CreateTimer(static s => ((QuicClientConnector)s!).Sweep(), this, ConnectionSweep.Interval, ConnectionSweep.Interval);
+    }
 
     public string Name => TransportKinds.Quic;
 
@@ -184,8 +312,15 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
         for (var attempt = 0; ; attempt++)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var lazy = _connections.GetOrAdd(address, a => new Lazy<Task<QuicConnection>>(() => ConnectAsync(a)));
-            var connecting = lazy.Value;
+            var entry = _connections.GetOrAdd(address, static (a, self) => new Entry(new Lazy<Task<QuicConnection>>(() => self.ConnectAsync(a)), self._time), this);
+            if (!entry.TryAcquire())
+            {
+                // Retired between the lookup and now; the dictionary already holds its successor (or nothing).
+                attempt--;
+                continue;
+            }
+
+            var connecting = entry.Connect.Value;
             QuicConnection conn;
             try
             {
@@ -195,44 +330,150 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
             {
                 // The connect itself failed (refused, unreachable, timed out, handshake failed). A caller that
                 // merely gave up waiting leaves a connect others may still be waiting for alone.
-                Evict(address, lazy);
+                entry.Release();
+                Evict(address, entry);
+                throw;
+            }
+            catch
+            {
+                entry.Release();
                 throw;
             }
 
             try
             {
                 var stream = await conn.OpenOutboundStreamAsync(QuicStreamType.Bidirectional, cancellationToken).ConfigureAwait(false);
-                return new QuicClientStream($"{address}#{Interlocked.Increment(ref _nextStream)}", stream, maxFrameSize);
+                return new QuicClientStream($"{address}#{Interlocked.Increment(ref _nextStream)}", stream, _maxFrameSize, entry);
             }
             catch (Exception ex) when (ex is QuicException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
             {
                 // The cached connection died (peer restarted, idle timeout): forget it and dial once more.
-                Evict(address, lazy);
+                entry.Release();
+                Evict(address, entry);
                 if (attempt > 0)
                 {
                     throw;
                 }
             }
+            catch
+            {
+                entry.Release();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>No new streams to <paramref name="address"/> on its connection, which closes once its last stream ends.</summary>
+    public void Forget(string address)
+    {
+        if (_connections.TryRemove(address, out var entry))
+        {
+            entry.Retire();
         }
     }
 
     public async ValueTask DisposeAsync()
     {
         _disposed = true;
-        foreach (var (address, lazy) in _connections)
+        await _sweeper.DisposeAsync().ConfigureAwait(false);
+        foreach (var (address, entry) in _connections)
         {
-            if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)) && lazy.IsValueCreated)
+            if (_connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)) && entry.Connect.IsValueCreated)
             {
-                await DisposeWhenDoneAsync(lazy.Value).ConfigureAwait(false);
+                await DisposeWhenDoneAsync(entry.Connect.Value).ConfigureAwait(false);
             }
         }
     }
 
-    private void Evict(string address, Lazy<Task<QuicConnection>> lazy)
+    private void Evict(string address, Entry entry)
     {
-        if (_connections.TryRemove(new KeyValuePair<string, Lazy<Task<QuicConnection>>>(address, lazy)))
+        // The connection is dead: close it now, whatever streams it still has (they have failed anyway).
+        if (_connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)) && entry.Connect.IsValueCreated)
         {
-            _ = DisposeWhenDoneAsync(lazy.Value);
+            _ = DisposeWhenDoneAsync(entry.Connect.Value);
+        }
+    }
+
+    private void Sweep()
+    {
+        foreach (var (address, entry) in _connections)
+        {
+            if (entry.IsIdleFor(_idleTimeout) && _connections.TryRemove(new KeyValuePair<string, Entry>(address, entry)))
+            {
+                entry.Retire();
+            }
+        }
+    }
+
+    /// <summary>One cached connection with the streams open on it. Thread-safe.</summary>
+    private sealed class Entry(Lazy<Task<QuicConnection>> connect, TimeProvider time)
+    {
+        private int _streams;
+        private bool _retired;
+        private long _lastUsed = time.GetTimestamp();
+
+        public Lazy<Task<QuicConnection>> Connect => connect;
+
+        /// <summary>Counts a stream about to be opened; false once retired.</summary>
+        public bool TryAcquire()
+        {
+            lock (this)
+            {
+                if (_retired)
+                {
+                    return false;
+                }
+
+                _streams++;
+                return true;
+            }
+        }
+
+        /// <summary>A stream ended (or was never opened); a retired connection closes with its last one.</summary>
+        public void Release()
+        {
+            bool close;
+            lock (this)
+            {
+                _streams--;
+                _lastUsed = time.GetTimestamp();
+                close = _retired && _streams == 0;
+            }
+
+            if (close)
+            {
+                _ = DisposeWhenDoneAsync(connect.Value);
+            }
+        }
+
+        /// <summary>No new streams; closes now if none is open, else when the last one ends.</summary>
+        public void Retire()
+        {
+            bool close;
+            lock (this)
+            {
+                if (_retired)
+                {
+                    return;
+                }
+
+                _retired = true;
+                close = _streams == 0;
+            }
+
+            if (close && connect.IsValueCreated)
+            {
+                _ = DisposeWhenDoneAsync(connect.Value);
+            }
+        }
+
+        /// <summary>Connected, without streams, and unused for <paramref name="idleTimeout"/>.</summary>
+        public bool IsIdleFor(TimeSpan idleTimeout)
+        {
+            lock (this)
+            {
+                return _streams == 0 && connect.IsValueCreated && connect.Value.IsCompletedSuccessfully && time.GetElapsedTime(_lastUsed) >= idleTimeout;
+            }
         }
     }
 
@@ -261,7 +502,7 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
 
     private async Task<QuicConnection> ConnectAsync(string address)
     {
-        using var timeout = new CancellationTokenSource(connectTimeout);
+        using var timeout = new CancellationTokenSource(_connectTimeout);
         try
         {
             var endpoint = await Addresses.ResolveAsync(address, timeout.Token).ConfigureAwait(false);
@@ -271,22 +512,29 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
                     RemoteEndPoint = endpoint,
                     DefaultStreamErrorCode = QuicErrors.StreamAborted,
                     DefaultCloseErrorCode = QuicErrors.Shutdown,
-                    ClientAuthenticationOptions = tls.ClientOptions(Addresses.Split(address).Host),
+                    ClientAuthenticationOptions = _tls.ClientOptions(Addresses.Split(address).Host),
                     MaxInboundBidirectionalStreams = 0,
                     MaxInboundUnidirectionalStreams = 0,
-                    IdleTimeout = settings.IdleTimeout,
-                    KeepAliveInterval = settings.KeepAliveInterval,
+                    IdleTimeout = _settings.IdleTimeout,
+                    KeepAliveInterval = _settings.KeepAliveInterval,
                 },
                 timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             // Our own timeout ends the task Canceled, which callers would read as "the caller cancelled".
-            throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+            throw new IOException($"connect to {address} timed out after {_connectTimeout.TotalSeconds:0.#} s");
+        }
+        catch (System.Security.Authentication.AuthenticationException ex) when (ex.Message.Contains(UserCanceledAlert, StringComparison.Ordinal))
+        {
+            // The server application turned the connection away (its listener is closing, say): the instance's
+            // state, not a certificate problem here, so the caller may go to another instance. The alert name
+            // appears only in the message; it is the enum name, never translated.
+            throw new IOException($"instance at {address} turned the QUIC connection away ({ex.Message.TrimEnd('.')}; it is stopping or cannot take connections)", ex);
         }
     }
 
-    private sealed class QuicClientStream(string id, QuicStream stream, int maxFrameSize) : ClientStream
+    private sealed class QuicClientStream(string id, QuicStream stream, int maxFrameSize, Entry entry) : ClientStream
     {
         private readonly FrameReader _reader = new(stream, maxFrameSize);
         private readonly FrameWriter _writer = new(stream, maxFrameSize);
@@ -322,9 +570,16 @@ internal sealed class QuicClientConnector(TlsConfiguration tls, int maxFrameSize
 
         private async ValueTask CloseAsync()
         {
-            _writer.Dispose();
-            await _reader.DisposeAsync().ConfigureAwait(false);
-            await stream.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                _writer.Dispose();
+                await _reader.DisposeAsync().ConfigureAwait(false);
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                entry.Release();
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using RequestMigration.Serving;
 using RequestMigration.Transport.Tls;
 using RequestMigration.Wire;
 
@@ -11,30 +13,38 @@ namespace RequestMigration.Transport.Tcp;
 
 /// <summary>
 /// TCP + TLS listener. Handshakes run off the accept loop so a slow or hostile peer (say, one that sends
-/// garbage instead of a ClientHello) delays nobody; failed handshakes are logged and dropped.
+/// garbage instead of a ClientHello) delays nobody; failed handshakes are logged and dropped, and one that
+/// takes longer than <see cref="ServerLimits.HandshakeTimeout"/> is dropped as a limit. A connection over
+/// <see cref="ServerLimits.MaxConcurrentConnections"/> is closed at accept, before any TLS work: its client
+/// fails to connect and tries another instance.
 /// </summary>
 internal sealed partial class TcpTransportListener : ITransportListener
 {
     private readonly Socket _socket;
     private readonly TlsConfiguration _tls;
+    private readonly ListenerSettings _settings;
     private readonly ILogger _logger;
     private readonly Channel<IServerConnection> _ready = Channel.CreateUnbounded<IServerConnection>();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
     private long _nextId;
 
-    public TcpTransportListener(IPEndPoint endpoint, TlsConfiguration tls, ILogger logger)
+    public TcpTransportListener(IPEndPoint endpoint, TlsConfiguration tls, ListenerSettings settings, ILogger logger)
     {
         _tls = tls;
+        _settings = settings;
         _logger = logger;
         _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _socket.Bind(endpoint);
-        _socket.Listen(512);
+        _socket.Listen(settings.Limits.ListenBacklog);
         LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
         _acceptLoop = AcceptLoopAsync();
     }
 
     public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>The listening socket, for tests that make the listener fail.</summary>
+    internal Socket Socket => _socket;
 
     public ValueTask<IServerConnection> AcceptAsync(CancellationToken cancellationToken) => _ready.Reader.ReadAsync(cancellationToken);
 
@@ -68,8 +78,15 @@ internal sealed partial class TcpTransportListener : ITransportListener
             {
                 client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
+            catch (Exception) when (_stop.IsCancellationRequested)
             {
+                break;
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.NotSocket or SocketError.Shutdown or SocketError.InvalidArgument })
+            {
+                // The listening socket itself is gone (closed under us, or the stack shut it down): no
+                // later accept can succeed. Fail the channel so the server learns why, instead of waiting forever.
+                _ready.Writer.TryComplete(new IOException($"the listening socket on {LocalEndPoint} failed: {ex.Message}", ex));
                 break;
             }
             catch (SocketException ex)
@@ -89,31 +106,45 @@ internal sealed partial class TcpTransportListener : ITransportListener
                 continue;
             }
 
-            _ = HandshakeAsync(client);
+            if (_settings.Gate.TryEnter() is not { } ticket)
+            {
+                _settings.OnLimit(nameof(ServerLimits.MaxConcurrentConnections), client.RemoteEndPoint, _settings.Gate.RefusalMessage);
+                client.Dispose();
+                continue;
+            }
+
+            _ = HandshakeAsync(client, ticket);
         }
     }
 
-    private async Task HandshakeAsync(Socket socket)
+    private async Task HandshakeAsync(Socket socket, ConnectionGate.Ticket ticket)
     {
         var id = $"tcp-{Interlocked.Increment(ref _nextId)}";
-        var remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        var remote = socket.RemoteEndPoint;
         TcpSockets.Configure(socket);
         var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+        var limit = _settings.Limits.HandshakeTimeout;
+        using var timeout = new CancellationTokenSource(limit, _settings.Time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, timeout.Token);
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            timeout.CancelAfter(TimeSpan.FromSeconds(10));
-            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), timeout.Token).ConfigureAwait(false);
-            if (!_ready.Writer.TryWrite(new TcpServerConnection(id, remote, socket, ssl)))
+            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), linked.Token).ConfigureAwait(false);
+            if (_ready.Writer.TryWrite(new TcpServerConnection(id, remote?.ToString() ?? "?", socket, ssl, ticket)))
             {
-                await ssl.DisposeAsync().ConfigureAwait(false);
+                return;
             }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !_stop.IsCancellationRequested)
+        {
+            _settings.OnLimit(nameof(ServerLimits.HandshakeTimeout), remote, $"no TLS handshake within {limit.TotalSeconds:0.###} s (HandshakeTimeout, DYN_HANDSHAKE_TIMEOUT_SECS); connection {id} dropped");
         }
         catch (Exception ex)
         {
-            LogHandshakeFailed(id, remote, ex.Message);
-            await ssl.DisposeAsync().ConfigureAwait(false);
+            LogHandshakeFailed(id, remote?.ToString() ?? "?", ex.Message);
         }
+
+        await ssl.DisposeAsync().ConfigureAwait(false);
+        ticket.Release();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "tcp: TLS handshake with {Remote} failed ({Reason}); connection {ConnectionId} dropped")]
@@ -124,7 +155,7 @@ internal sealed partial class TcpTransportListener : ITransportListener
 }
 
 /// <summary>One TCP connection: a single stream that carries requests one after another.</summary>
-internal sealed class TcpServerConnection(string id, string remote, Socket socket, SslStream stream) : IServerConnection
+internal sealed class TcpServerConnection(string id, string remote, Socket socket, SslStream stream, ConnectionGate.Ticket ticket) : IServerConnection
 {
     private int _handedOut;
 
@@ -159,7 +190,17 @@ internal sealed class TcpServerConnection(string id, string remote, Socket socke
     {
     }
 
-    public ValueTask DisposeAsync() => stream.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            ticket.Release();
+        }
+    }
 }
 
 /// <summary>
@@ -167,24 +208,49 @@ internal sealed class TcpServerConnection(string id, string remote, Socket socke
 /// per connection. A connection is returned to the pool only after a response ended with its end or
 /// error frame; any other ending closes it, which the server sees as cancellation.
 /// </summary>
-internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout) : IClientConnector
+/// <remarks>
+/// Every <see cref="ConnectionSweep.Interval"/> the pools are swept: connections idle for longer than the idle timeout
+/// are closed, and so are connections the server closed (restart, idle timeout), which would otherwise sit
+/// in CLOSE_WAIT until a request stumbled on them; pools left empty for an idle timeout are dropped.
+/// <see cref="Forget"/> drops an address's pool at once.
+/// </remarks>
+internal sealed class TcpClientConnector : IClientConnector
 {
     private const int MaxIdlePerAddress = 256;
-    private readonly ConcurrentDictionary<string, ConcurrentBag<TcpClientConnection>> _idle = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IdlePool> _idle = new(StringComparer.Ordinal);
+    private readonly TlsConfiguration _tls;
+    private readonly int _maxFrameSize;
+    private readonly TimeSpan _connectTimeout;
+    private readonly TimeSpan _idleTimeout;
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
     private long _nextId;
     private volatile bool _disposed;
 
+    public TcpClientConnector(TlsConfiguration tls, int maxFrameSize, TimeSpan connectTimeout, TimeSpan idleTimeout, TimeProvider time)
+    {
+        _tls = tls;
+        _maxFrameSize = maxFrameSize;
+        _connectTimeout = connectTimeout;
+        _idleTimeout = idleTimeout;
+        _time = time;
+        _sweeper = time.CreateTimer(static s => ((TcpClientConnector)s!).Sweep(), this, ConnectionSweep.Interval, ConnectionSweep.Interval);
+    }
+
     public string Name => TransportKinds.Tcp;
+
+    internal TimeProvider Time => _time;
 
     public async ValueTask<ClientStream> OpenAsync(string address, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var bag = _idle.GetOrAdd(address, static _ => []);
-        while (bag.TryTake(out var idle))
+        var pool = _idle.GetOrAdd(address, static (_, time) => new IdlePool(time), _time);
+        pool.Touch();
+        while (pool.TryTake(out var idle))
         {
             if (idle.IsReusable())
             {
-                return idle.Rent(this, bag, reused: true);
+                return idle.Rent(this, pool, reused: true);
             }
 
             await idle.CloseAsync().ConfigureAwait(false);
@@ -197,15 +263,15 @@ internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize,
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(connectTimeout);
+            timeout.CancelAfter(_connectTimeout);
             await socket.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
             ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
-            await ssl.AuthenticateAsClientAsync(tls.ClientOptions(Addresses.Split(address).Host), timeout.Token).ConfigureAwait(false);
+            await ssl.AuthenticateAsClientAsync(_tls.ClientOptions(Addresses.Split(address).Host), timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             await DisposeQuietly(ssl, socket).ConfigureAwait(false);
-            throw new IOException($"connect to {address} timed out after {connectTimeout.TotalSeconds:0.#} s");
+            throw new IOException($"connect to {address} timed out after {_connectTimeout.TotalSeconds:0.#} s");
         }
         catch
         {
@@ -213,30 +279,63 @@ internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize,
             throw;
         }
 
-        var conn = new TcpClientConnection($"tcp-c{Interlocked.Increment(ref _nextId)}", socket, ssl, maxFrameSize);
-        return conn.Rent(this, bag, reused: false);
+        var conn = new TcpClientConnection($"tcp-c{Interlocked.Increment(ref _nextId)}", socket, ssl, _maxFrameSize, _time);
+        return conn.Rent(this, pool, reused: false);
     }
 
-    internal void Return(TcpClientConnection conn, ConcurrentBag<TcpClientConnection> bag)
+    /// <summary>Closes the idle connections to <paramref name="address"/> now; busy ones close when their response ends.</summary>
+    public void Forget(string address)
+    {
+        if (_idle.TryRemove(address, out var pool))
+        {
+            foreach (var conn in pool.Retire())
+            {
+                _ = conn.CloseAsync();
+            }
+        }
+    }
+
+    internal void Return(TcpClientConnection conn, IdlePool pool)
     {
         conn.Writer.Trim();
-        if (_disposed || bag.Count >= MaxIdlePerAddress)
+        if (_disposed || !pool.TryAdd(conn, MaxIdlePerAddress))
         {
             _ = conn.CloseAsync();
-            return;
         }
-
-        bag.Add(conn);
     }
 
     public async ValueTask DisposeAsync()
     {
         _disposed = true;
-        foreach (var bag in _idle.Values)
+        await _sweeper.DisposeAsync().ConfigureAwait(false);
+        foreach (var address in _idle.Keys)
         {
-            while (bag.TryTake(out var c))
+            if (_idle.TryRemove(address, out var pool))
             {
-                await c.CloseAsync().ConfigureAwait(false);
+                foreach (var c in pool.Retire())
+                {
+                    await c.CloseAsync().ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    private void Sweep()
+    {
+        foreach (var (address, pool) in _idle)
+        {
+            foreach (var conn in pool.TakeStale(_idleTimeout))
+            {
+                _ = conn.CloseAsync();
+            }
+
+            // A pool nobody used for a whole idle timeout belongs to an instance that is likely gone.
+            if (pool.IsUnusedFor(_idleTimeout) && _idle.TryRemove(new KeyValuePair<string, IdlePool>(address, pool)))
+            {
+                foreach (var conn in pool.Retire())
+                {
+                    _ = conn.CloseAsync();
+                }
             }
         }
     }
@@ -250,17 +349,118 @@ internal sealed class TcpClientConnector(TlsConfiguration tls, int maxFrameSize,
 
         socket.Dispose();
     }
+
+    /// <summary>
+    /// The idle connections to one address, most recently returned last (reused first, so the others can idle
+    /// out). Once retired (its address forgotten or swept away) it keeps nothing: connections returned to it
+    /// are closed. Thread-safe.
+    /// </summary>
+    internal sealed class IdlePool(TimeProvider time)
+    {
+        private readonly List<TcpClientConnection> _connections = [];
+        private bool _retired;
+
+        // When a request last asked for a connection to this address, or one came back.
+        private long _lastUsed = time.GetTimestamp();
+
+        public void Touch()
+        {
+            lock (_connections)
+            {
+                _lastUsed = time.GetTimestamp();
+            }
+        }
+
+        public bool TryTake([MaybeNullWhen(false)] out TcpClientConnection conn)
+        {
+            lock (_connections)
+            {
+                if (_connections.Count == 0)
+                {
+                    conn = null;
+                    return false;
+                }
+
+                conn = _connections[^1];
+                _connections.RemoveAt(_connections.Count - 1);
+                return true;
+            }
+        }
+
+        public bool TryAdd(TcpClientConnection conn, int max)
+        {
+            lock (_connections)
+            {
+                if (_retired || _connections.Count >= max)
+                {
+                    return false;
+                }
+
+                _connections.Add(conn);
+                _lastUsed = time.GetTimestamp();
+                return true;
+            }
+        }
+
+        /// <summary>Removes and returns connections idle for longer than <paramref name="idleTimeout"/> or closed by the server.</summary>
+        public List<TcpClientConnection> TakeStale(TimeSpan idleTimeout)
+        {
+            var stale = new List<TcpClientConnection>();
+            lock (_connections)
+            {
+                _connections.RemoveAll(c =>
+                {
+                    if (c.IdleFor() >= idleTimeout || !c.IsOpen())
+                    {
+                        stale.Add(c);
+                        return true;
+                    }
+
+                    return false;
+                });
+            }
+
+            return stale;
+        }
+
+        /// <summary>Empty, and nobody asked for or returned a connection for <paramref name="idleTimeout"/>.</summary>
+        public bool IsUnusedFor(TimeSpan idleTimeout)
+        {
+            lock (_connections)
+            {
+                return _connections.Count == 0 && time.GetElapsedTime(_lastUsed) >= idleTimeout;
+            }
+        }
+
+        /// <summary>Stops keeping connections and returns those it held.</summary>
+        public List<TcpClientConnection> Retire()
+        {
+            lock (_connections)
+            {
+                _retired = true;
+                var all = new List<TcpClientConnection>(_connections);
+                _connections.Clear();
+                return all;
+            }
+        }
+    }
 }
 
-internal sealed class TcpClientConnection(string id, Socket socket, SslStream ssl, int maxFrameSize)
+internal sealed class TcpClientConnection(string id, Socket socket, SslStream ssl, int maxFrameSize, TimeProvider time)
 {
-    private long _returnedAt = long.MinValue / 2;
+    private long _returnedAt = time.GetTimestamp();
 
     public string Id => id;
 
     public FrameReader Reader { get; } = new(ssl, maxFrameSize);
 
     public FrameWriter Writer { get; } = new(ssl, maxFrameSize);
+
+    /// <summary>When it last went back to the pool.</summary>
+    public long ReturnedAt => Volatile.Read(ref _returnedAt);
+
+    /// <summary>How long it has been in the pool.</summary>
+    public TimeSpan IdleFor() => time.GetElapsedTime(ReturnedAt);
 
     /// <summary>
     /// An idle connection must have nothing to read: readable with no bytes means the server closed it
@@ -270,11 +470,17 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
     {
         // Returned moments ago: skip the poll syscall. If the server closed it in that window anyway, the
         // router retries once on a fresh connection without counting an attempt (ClientStream.Reused).
-        if (Environment.TickCount64 - _returnedAt < 1000)
+        if (IdleFor() < TimeSpan.FromSeconds(1))
         {
             return true;
         }
 
+        return IsOpen();
+    }
+
+    /// <summary>Whether the server has neither closed it nor sent anything unasked (checked with a poll).</summary>
+    public bool IsOpen()
+    {
         try
         {
             return socket.Connected && !socket.Poll(0, SelectMode.SelectRead);
@@ -285,7 +491,7 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
         }
     }
 
-    public void MarkReturned() => _returnedAt = Environment.TickCount64;
+    public void MarkReturned() => Volatile.Write(ref _returnedAt, time.GetTimestamp());
 
     /// <summary>Shuts the socket down under a pending read (which then ends); the connection is never reused.</summary>
     public void Interrupt()
@@ -299,7 +505,7 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
         }
     }
 
-    public ClientStream Rent(TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag, bool reused) => new Lease(this, owner, bag) { Reused = reused };
+    public ClientStream Rent(TcpClientConnector owner, TcpClientConnector.IdlePool pool, bool reused) => new Lease(this, owner, pool) { Reused = reused };
 
     public async ValueTask CloseAsync()
     {
@@ -308,7 +514,7 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
         await ssl.DisposeAsync().ConfigureAwait(false);
     }
 
-    private sealed class Lease(TcpClientConnection conn, TcpClientConnector owner, ConcurrentBag<TcpClientConnection> bag) : ClientStream
+    private sealed class Lease(TcpClientConnection conn, TcpClientConnector owner, TcpClientConnector.IdlePool pool) : ClientStream
     {
         public override string ConnectionId => conn.Id;
 
@@ -321,7 +527,7 @@ internal sealed class TcpClientConnection(string id, Socket socket, SslStream ss
         protected override ValueTask OnReleaseAsync()
         {
             conn.MarkReturned();
-            owner.Return(conn, bag);
+            owner.Return(conn, pool);
             return ValueTask.CompletedTask;
         }
 

@@ -11,6 +11,12 @@ internal sealed class TlsConfiguration : IDisposable
     /// <summary>Our ALPN: peers that speak anything else are refused during the handshake.</summary>
     public static readonly SslApplicationProtocol Alpn = new("rm/1");
 
+    /// <summary>Subject that <c>certs/generate.sh</c> gives the development CA.</summary>
+    public const string DevCaSubject = "CN=RequestMigration Dev CA";
+
+    /// <summary>SHA-256 thumbprint of the development CA committed as <c>certs/ca.pem</c>.</summary>
+    public const string CommittedDevCaSha256 = "3514962DFD1A9929653B89D08961CE9F1D6589EDD33F8289A1184633D798293B";
+
     private readonly X509Certificate2 _ca;
     private X509Certificate2? _serverCert;
     private SslStreamCertificateContext? _serverContext;
@@ -20,6 +26,7 @@ internal sealed class TlsConfiguration : IDisposable
     {
         _options = options;
         var caPath = TlsOptions.Resolve(options.CaCertificateFile, "CA certificate (DYN_TLS_CA_FILE)");
+        CaPath = caPath;
         try
         {
             _ca = X509Certificate2.CreateFromPem(System.IO.File.ReadAllText(caPath));
@@ -31,6 +38,17 @@ internal sealed class TlsConfiguration : IDisposable
     }
 
     public bool SkipValidation => _options.SkipServerCertificateValidation;
+
+    /// <summary>Where the CA certificate was loaded from.</summary>
+    public string CaPath { get; private set; } = string.Empty;
+
+    /// <summary>
+    /// Whether the CA is the development CA committed with this repository (or one made the same way by
+    /// <c>certs/generate.sh</c>): its private key is public, so anyone can issue certificates it vouches for.
+    /// </summary>
+    public bool IsDevelopmentCa =>
+        string.Equals(_ca.GetCertHashString(HashAlgorithmName.SHA256), CommittedDevCaSha256, StringComparison.OrdinalIgnoreCase)
+        || string.Equals(_ca.Subject, DevCaSubject, StringComparison.Ordinal);
 
     public SslServerAuthenticationOptions ServerOptions()
     {
