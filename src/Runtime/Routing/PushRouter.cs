@@ -368,9 +368,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                 {
                     failures = 0;
                     Volatile.Write(ref _watchError, null);
-                    if (change.Kind == InstanceChangeKind.Removed && Instances.FindState(change.InstanceId)?.Record is { } gone)
+                    if (change.Kind == InstanceChangeKind.Removed && Instances.FindState(change.InstanceId)?.Record is { } gone
+                        && !Instances.Source.Any(r => r.InstanceId != gone.InstanceId && r.Address == gone.Address))
                     {
-                        // Its pooled connections would only wait for the idle sweep; nothing will use them again.
+                        // Its pooled connections would only wait for the idle sweep; nothing will use them again
+                        // (unless another instance is listed at the same address, which keeps them).
                         _runtime.Transports.ForgetInstance(gone);
                     }
 

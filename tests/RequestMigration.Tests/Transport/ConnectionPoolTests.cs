@@ -169,8 +169,15 @@ public sealed class TcpConnectionPoolTests : ConnectionPoolTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var server = await StartAsync();
         var port = Addresses.Split(server.Address).Port;
-        var router = await Cluster.RouterAsync<string, string>(1, time: time);
-        (await TransportConformanceTests.Collect(router.GenerateAsync("a", Ct))).Single().Data.ShouldBe("a");
+        // A second record for the same address, which the server's stop does not remove: the router keeps the
+        // instance (and its pool) and only the sweep can find the closed connection. (Had it seen the instance
+        // leave discovery, it would have dropped the pool at once; another test covers that.)
+        await new InstanceRegistry(Cluster.Store).PutAsync(new InstanceRecord
+        {
+            InstanceId = 0x5eed, Namespace = "test", Component = "backend", Endpoint = "generate", Transport = server.Transport, Address = server.Address,
+        }, 0, Ct);
+        var router = await Cluster.RouterAsync<string, string>(2, time: time);
+        (await TransportConformanceTests.Collect(router.DirectAsync("a", 0x5eed, Ct))).Single().Data.ShouldBe("a");
 
         // The server goes away and closes the idle connection: the client's end is now in CLOSE_WAIT.
         await server.StopAsync(Ct);
