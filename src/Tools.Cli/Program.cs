@@ -13,6 +13,7 @@ foreach (var option in global.All)
 
 root.Subcommands.Add(InstancesCommand.Create(global));
 root.Subcommands.Add(WatchCommand.Create(global));
+root.Subcommands.Add(CallCommand.Create(global));
 root.Subcommands.Add(StoreCommand.Create(global));
 
 var parse = root.Parse(args);
