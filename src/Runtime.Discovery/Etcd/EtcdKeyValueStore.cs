@@ -228,6 +228,40 @@ public sealed partial class EtcdKeyValueStore : IKeyValueStore
             cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// How long a lease has left unless it is renewed, as etcd reports it (whole seconds, rounded up), or
+    /// <see langword="null"/> when the lease no longer exists (it expired or was revoked). Reads only: it
+    /// never renews the lease, so tools can watch other processes' leases without keeping them alive.
+    /// </summary>
+    /// <param name="leaseId">The lease, e.g. the <see cref="KeyValueEntry.LeaseId"/> of a key.</param>
+    /// <param name="cancellationToken">Abandons the call.</param>
+    /// <exception cref="StoreUnavailableException">No endpoint answered; the message names them.</exception>
+    public async ValueTask<TimeSpan?> GetLeaseTimeToLiveAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        if (leaseId == 0)
+        {
+            return null;
+        }
+
+        var request = new LeaseTimeToLiveRequest { ID = leaseId };
+        var ttl = await CallAsync(
+            $"time-to-live of lease {leaseId:x}",
+            async (n, deadline, ct) =>
+            {
+                try
+                {
+                    return (await n.Client.LeaseTimeToLiveAsync(request, null, deadline, ct).ConfigureAwait(false)).TTL;
+                }
+                catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
+                {
+                    // Some etcd versions answer NotFound where others answer TTL -1: the lease is gone either way.
+                    return -1;
+                }
+            },
+            cancellationToken).ConfigureAwait(false);
+        return ttl < 0 ? null : TimeSpan.FromSeconds(ttl);
+    }
+
     /// <inheritdoc />
     public IAsyncEnumerable<WatchEvent> WatchAsync(string prefix, CancellationToken cancellationToken = default)
     {

@@ -44,6 +44,14 @@ public sealed record InstanceRecord
     [JsonPropertyName("tags")]
     public IReadOnlyDictionary<string, string> Tags { get; init; } = InstanceTags.None;
 
+    /// <summary>
+    /// When the instance first registered this record (UTC, the registering process's clock), so tools can show
+    /// an instance's age. <see cref="InstanceRegistrar"/> sets it and keeps it across re-registrations (new tags,
+    /// a replaced lease). Null for records of older servers.
+    /// </summary>
+    [JsonPropertyName("registered_at")]
+    public DateTimeOffset? RegisteredAt { get; init; }
+
     /// <summary>Free-form labels (e.g. a server name or a role).</summary>
     [JsonPropertyName("metadata")]
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();

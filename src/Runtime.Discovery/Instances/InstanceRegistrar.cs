@@ -91,7 +91,11 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
         return r;
     }
 
-    /// <summary>Writes a record (its <see cref="InstanceRecord.InstanceId"/> must be <see cref="InstanceId"/>) bound to the lease.</summary>
+    /// <summary>
+    /// Writes a record (its <see cref="InstanceRecord.InstanceId"/> must be <see cref="InstanceId"/>) bound to the lease,
+    /// stamped with <see cref="InstanceRecord.RegisteredAt"/>: now for a new key, the first registration's time for a key
+    /// registered before.
+    /// </summary>
     public async Task RegisterAsync(InstanceRecord record, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
@@ -102,10 +106,17 @@ public sealed partial class InstanceRegistrar : IAsyncDisposable
 
         InstanceTags.Validate(record.Tags, $"tags of instance {record.InstanceId:x}");
 
+        var key = InstanceKeys.Key(record.EndpointId, record.InstanceId);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _records[InstanceKeys.Key(record.EndpointId, record.InstanceId)] = record;
+
+            // A re-registration (new tags) is the same instance: its age must not restart.
+            var registeredAt = _records.TryGetValue(key, out var previous) && previous.RegisteredAt is { } first
+                ? first
+                : record.RegisteredAt ?? _time.GetUtcNow();
+            record = record with { RegisteredAt = registeredAt };
+            _records[key] = record;
         }
 
         await _registry.PutAsync(record, LeaseId, cancellationToken).ConfigureAwait(false);

@@ -136,4 +136,37 @@ public sealed class DiscoveryRobustnessTests : IDisposable
 
         (await registry.ListAsync(Endpoint, Ct)).ShouldHaveSingleItem();
     }
+
+    [Fact]
+    public async Task Registrar_stamps_the_first_registration_time_and_keeps_it_across_re_registrations()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
+        await using var store = new MemoryKeyValueStore(time);
+        var registry = new InstanceRegistry(store);
+        await using var registrar = await InstanceRegistrar.StartAsync(registry, TimeSpan.FromSeconds(3), time, _loggerFactory.CreateLogger<InstanceRegistrar>(), Ct);
+        var registered = time.GetUtcNow();
+        await registrar.RegisterAsync(Record(Endpoint, registrar.InstanceId), Ct);
+        (await registry.ListAsync(Endpoint, Ct)).ShouldHaveSingleItem().RegisteredAt.ShouldBe(registered);
+
+        // New tags a minute later: the same instance, so the same registration time.
+        time.Advance(TimeSpan.FromMinutes(1));
+        await registrar.RegisterAsync(Record(Endpoint, registrar.InstanceId) with { Tags = InstanceTags.Parse("role=worker", "tags") }, Ct);
+        var updated = (await registry.ListAsync(Endpoint, Ct)).ShouldHaveSingleItem();
+        updated.Tags["role"].ShouldBe("worker");
+        updated.RegisteredAt.ShouldBe(registered);
+
+        // A lost lease re-registers the stored record, stamp included.
+        await store.RevokeLeaseAsync(registrar.LeaseId, Ct);
+        for (var i = 0; i < 20 && (await registry.ListAsync(Endpoint, Ct)).Count == 0; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(20, Ct);
+        }
+
+        (await registry.ListAsync(Endpoint, Ct)).ShouldHaveSingleItem().RegisteredAt.ShouldBe(registered);
+
+        // Records of older servers have no stamp and still load.
+        await store.PutAsync(InstanceKeys.Key(Endpoint, 0x42), """{"instance_id":66,"namespace":"ns","component":"backend","endpoint":"generate","transport":"tcp","address":"127.0.0.1:9"}"""u8.ToArray(), cancellationToken: Ct);
+        (await registry.ListAsync(Endpoint, Ct)).Single(r => r.InstanceId == 0x42).RegisteredAt.ShouldBeNull();
+    }
 }

@@ -75,7 +75,8 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <param name="dll">The program.</param>
     /// <param name="environment">Variables added to the scrubbed environment.</param>
     /// <param name="withoutQuic">Run it as on a machine without libmsquic (see <see cref="WithoutQuic"/>).</param>
-    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment, bool withoutQuic = false)
+    /// <param name="arguments">Command-line arguments after the program.</param>
+    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment, bool withoutQuic = false, IReadOnlyList<string>? arguments = null)
     {
         var psi = new ProcessStartInfo(DotnetHost())
         {
@@ -89,6 +90,11 @@ internal sealed class ChildProcess : IAsyncDisposable
             StandardErrorEncoding = Encoding.UTF8,
         };
         psi.ArgumentList.Add(dll);
+        foreach (var a in arguments ?? [])
+        {
+            psi.ArgumentList.Add(a);
+        }
+
         if (withoutQuic)
         {
             WithoutQuic.Wrap(psi);
@@ -186,17 +192,22 @@ internal sealed class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Sends SIGTERM (what a service manager sends to stop a process gracefully).</summary>
-    public async Task SendSigtermAsync()
+    public Task SendSigtermAsync() => SendSignalAsync("TERM");
+
+    /// <summary>Sends SIGINT (what Ctrl+C in a terminal sends).</summary>
+    public Task SendSigintAsync() => SendSignalAsync("INT");
+
+    private async Task SendSignalAsync(string signal)
     {
         var psi = new ProcessStartInfo("kill") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add("-TERM");
+        psi.ArgumentList.Add("-" + signal);
         psi.ArgumentList.Add(_process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         using var kill = Process.Start(psi) ?? throw new InvalidOperationException("could not start 'kill'");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await kill.WaitForExitAsync(cts.Token);
         if (kill.ExitCode != 0)
         {
-            throw new InvalidOperationException($"kill -TERM {_process.Id} failed: {await kill.StandardError.ReadToEndAsync()}");
+            throw new InvalidOperationException($"kill -{signal} {_process.Id} failed: {await kill.StandardError.ReadToEndAsync()}");
         }
     }
 

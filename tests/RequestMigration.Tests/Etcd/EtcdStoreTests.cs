@@ -62,6 +62,34 @@ public sealed class EtcdStoreTests(EtcdFixture etcd)
     }
 
     [Fact]
+    public async Task Lease_time_to_live_is_read_without_renewing_and_is_null_once_the_lease_is_gone()
+    {
+        await using var owner = new EtcdKeyValueStore(etcd.Options());
+        await using var reader = new EtcdKeyValueStore(etcd.Options());
+        var lease = await owner.GrantLeaseAsync(TimeSpan.FromSeconds(30));
+        var ttl = await reader.GetLeaseTimeToLiveAsync(lease);
+        ttl.ShouldNotBeNull();
+        ttl.Value.ShouldBeInRange(TimeSpan.FromSeconds(28), TimeSpan.FromSeconds(30));
+
+        // Reading must not keep the lease alive: a short lease read repeatedly still expires on time.
+        var shortLease = await owner.GrantLeaseAsync(TimeSpan.FromSeconds(2));
+        var sw = Stopwatch.StartNew();
+        TimeSpan? left = TimeSpan.MaxValue;
+        while (left is not null && sw.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            left = await reader.GetLeaseTimeToLiveAsync(shortLease);
+            await Task.Delay(200);
+        }
+
+        left.ShouldBeNull("a lease that is only read must expire");
+        sw.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(5));
+
+        await owner.RevokeLeaseAsync(lease);
+        (await reader.GetLeaseTimeToLiveAsync(lease)).ShouldBeNull();
+        (await reader.GetLeaseTimeToLiveAsync(0)).ShouldBeNull();
+    }
+
+    [Fact]
     public async Task A_dead_endpoint_in_the_list_is_skipped()
     {
         var dead = new Uri($"http://127.0.0.1:{EtcdFixture.FreePort()}");
