@@ -104,6 +104,19 @@ public sealed class RuntimeOptions
         : environment("ASPNETCORE_ENVIRONMENT") is { Length: > 0 } aspnet ? aspnet
         : "Production";
 
+    /// <summary>
+    /// TCP: carry many requests over each connection (ALPN <c>rm/2</c>, with per-stream flow control) instead of
+    /// one request at a time per connection (<c>DYN_TCP_MULTIPLEX</c>). Default on; servers speak both, and a
+    /// client falls back to one request per connection by itself when a server speaks only the older protocol.
+    /// </summary>
+    public bool TcpMultiplexing { get; set; } = true;
+
+    /// <summary>
+    /// TCP with multiplexing: the most connections a client opens to one instance (<c>DYN_MAX_CONNECTIONS_PER_INSTANCE</c>,
+    /// 1..64). It starts with one and opens another whenever every connection carries 64 streams or more. Default 4.
+    /// </summary>
+    public int MaxConnectionsPerInstance { get; set; } = 4;
+
     /// <summary>Applies the environment variables named on each property over the current values.</summary>
     /// <exception cref="ArgumentException">A variable holds an invalid value; the message names it.</exception>
     public RuntimeOptions ApplyEnvironment(Func<string, string?>? environment = null)
@@ -161,6 +174,16 @@ public sealed class RuntimeOptions
             QuicKeepAliveInterval = EnvironmentValues.ParseSeconds("DYN_QUIC_KEEPALIVE_SECS", quicKeepAlive);
         }
 
+        if (environment("DYN_TCP_MULTIPLEX") is { Length: > 0 } multiplex)
+        {
+            TcpMultiplexing = EnvironmentValues.ParseBool("DYN_TCP_MULTIPLEX", multiplex);
+        }
+
+        if (environment("DYN_MAX_CONNECTIONS_PER_INSTANCE") is { Length: > 0 } perInstance)
+        {
+            MaxConnectionsPerInstance = EnvironmentValues.ParseInt("DYN_MAX_CONNECTIONS_PER_INSTANCE", perInstance, 1, 64);
+        }
+
         return this;
     }
 
@@ -211,6 +234,11 @@ public sealed class RuntimeOptions
         if (EffectiveQuicKeepAlive <= TimeSpan.Zero || EffectiveQuicKeepAlive >= QuicIdleTimeout)
         {
             throw new ArgumentOutOfRangeException(nameof(QuicKeepAliveInterval), EffectiveQuicKeepAlive, "QuicKeepAliveInterval (DYN_QUIC_KEEPALIVE_SECS) must be positive and shorter than QuicIdleTimeout");
+        }
+
+        if (MaxConnectionsPerInstance is < 1 or > 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxConnectionsPerInstance), MaxConnectionsPerInstance, "MaxConnectionsPerInstance (DYN_MAX_CONNECTIONS_PER_INSTANCE) must be 1..64");
         }
 
         ArgumentNullException.ThrowIfNull(Limits, nameof(Limits));

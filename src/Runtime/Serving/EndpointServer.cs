@@ -367,6 +367,11 @@ public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
 
             _draining = true;
             LogStopping(InstanceId, _sessions.Count);
+            foreach (var conn in _connections.Keys)
+            {
+                conn.StopAcceptingStreams();
+            }
+
             await _stopAccepting.CancelAsync().ConfigureAwait(false);
             await CloseListenersAsync().ConfigureAwait(false);
 

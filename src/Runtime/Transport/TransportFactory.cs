@@ -36,7 +36,9 @@ internal sealed partial class TransportFactory : IAsyncDisposable
 
             return tls;
         });
-        _tcp = new(() => new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, options.PooledConnectionIdleTimeout, time));
+        _tcp = new(() => options.TcpMultiplexing
+            ? new MuxClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, options.PooledConnectionIdleTimeout, options.MaxConnectionsPerInstance, time, logger)
+            : new TcpClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, options.PooledConnectionIdleTimeout, time));
         _quic = new(() => TransportKinds.IsQuicSupported ? new QuicClientConnector(_tls.Value, options.MaxFrameSize, options.ConnectTimeout, QuicSettings, options.PooledConnectionIdleTimeout, time) : null);
     }
 

@@ -105,6 +105,11 @@ internal interface IServerConnection : IAsyncDisposable
 
     /// <summary>The response on this stream is complete (QUIC: close our write side; TCP: nothing).</summary>
     void Complete(Stream stream);
+
+    /// <summary>The server is draining: tell the peer to open no new streams here (multiplexed TCP: GOAWAY). Open streams carry on.</summary>
+    void StopAcceptingStreams()
+    {
+    }
 }
 
 /// <summary>Opens request streams to instances; pools connections.</summary>

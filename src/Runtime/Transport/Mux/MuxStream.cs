@@ -259,25 +259,24 @@ internal sealed class MuxStream : Stream
         FailReads($"the stream was reset by the peer (code {code})");
     }
 
-    /// <summary>The connection is gone: every read and write of the stream fails with <paramref name="reason"/>.</summary>
+    /// <summary>
+    /// The connection is gone: writes fail from now on; reads return what already arrived, then fail with
+    /// <paramref name="reason"/> (or end normally, if the peer had finished: nothing was lost).
+    /// </summary>
     internal void OnConnectionFailed(string reason)
     {
         Interlocked.Exchange(ref _reset, 1);
-        FailReads(reason);
+        FailReads(reason, keepReceived: true);
     }
 
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            bool finished;
-            lock (_gate)
-            {
-                finished = _remoteFinished;
-            }
-
-            // Dropped before both sides finished: the peer must hear that the stream is abandoned.
-            if (!(finished && Volatile.Read(ref _finSent) != 0))
+            // Dropped before our side finished: the peer must hear that the stream is abandoned. Once our
+            // FIN is out, what we wrote stands (as a QUIC stream's does): a reset would make the peer drop
+            // bytes it has not read yet, such as the response's last frames. We just stop reading.
+            if (Volatile.Read(ref _finSent) == 0)
             {
                 Abort();
             }
@@ -295,23 +294,32 @@ internal sealed class MuxStream : Stream
         return ValueTask.CompletedTask;
     }
 
-    private void FailReads(string reason)
+    private void FailReads(string reason, bool keepReceived = false)
     {
         TaskCompletionSource? wake;
         int dropped;
         lock (_gate)
         {
-            _failure ??= reason;
-            dropped = _buffered;
-            _buffered = 0;
-            _headOffset = 0;
-            while (_chunks.TryDequeue(out var chunk))
+            if (keepReceived)
             {
-                ArrayPool<byte>.Shared.Return(chunk.Array);
-            }
+                // Bytes that arrived are the peer's to give: a close right after its last frames (a server
+                // draining) must not take them back. A finished stream is simply complete.
+                if (!_remoteFinished)
+                {
+                    _failure ??= reason;
+                }
 
-            wake = _waiter;
-            _waiter = null;
+                wake = _waiter;
+                _waiter = null;
+                dropped = 0;
+            }
+            else
+            {
+                _failure ??= reason;
+                dropped = DropReceived();
+                wake = _waiter;
+                _waiter = null;
+            }
         }
 
         if (dropped > 0)
@@ -322,6 +330,19 @@ internal sealed class MuxStream : Stream
 
         wake?.TrySetResult();
         Retire();
+    }
+
+    private int DropReceived()
+    {
+        var dropped = _buffered;
+        _buffered = 0;
+        _headOffset = 0;
+        while (_chunks.TryDequeue(out var chunk))
+        {
+            ArrayPool<byte>.Shared.Return(chunk.Array);
+        }
+
+        return dropped;
     }
 
     private void RetireIfDone()

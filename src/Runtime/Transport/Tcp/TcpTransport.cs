@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Serving;
+using RequestMigration.Transport.Mux;
 using RequestMigration.Transport.Tls;
 using RequestMigration.Wire;
 
@@ -128,11 +129,26 @@ internal sealed partial class TcpTransportListener : ITransportListener
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, timeout.Token);
         try
         {
-            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions(), linked.Token).ConfigureAwait(false);
-            if (_ready.Writer.TryWrite(new TcpServerConnection(id, remote?.ToString() ?? "?", socket, ssl, ticket)))
+            await ssl.AuthenticateAsServerAsync(_tls.ServerOptions([TlsConfiguration.MuxAlpn, TlsConfiguration.Alpn]), linked.Token).ConfigureAwait(false);
+            IServerConnection connection;
+            if (ssl.NegotiatedApplicationProtocol == TlsConfiguration.MuxAlpn)
+            {
+                // Many streams over this connection, each served as a QUIC stream would be.
+                var mux = await MuxConnection.StartAsync(ssl, isClient: false, MuxSettings.Default(_settings.Limits.MaxConcurrentStreamsPerConnection), id, _logger, linked.Token).ConfigureAwait(false);
+                connection = new MuxServerConnection(id, remote?.ToString() ?? "?", mux, ticket);
+            }
+            else
+            {
+                connection = new TcpServerConnection(id, remote?.ToString() ?? "?", socket, ssl, ticket);
+            }
+
+            if (_ready.Writer.TryWrite(connection))
             {
                 return;
             }
+
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return;
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !_stop.IsCancellationRequested)
         {

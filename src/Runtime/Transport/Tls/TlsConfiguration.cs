@@ -11,6 +11,9 @@ internal sealed class TlsConfiguration : IDisposable
     /// <summary>Our ALPN: peers that speak anything else are refused during the handshake.</summary>
     public static readonly SslApplicationProtocol Alpn = new("rm/1");
 
+    /// <summary>ALPN of multiplexed TCP (<see cref="Mux.MuxProtocol"/>); TCP servers offer it before <see cref="Alpn"/>.</summary>
+    public static readonly SslApplicationProtocol MuxAlpn = new(Mux.MuxProtocol.Alpn);
+
     /// <summary>Subject that <c>certs/generate.sh</c> gives the development CA.</summary>
     public const string DevCaSubject = "CN=RequestMigration Dev CA";
 
@@ -50,7 +53,8 @@ internal sealed class TlsConfiguration : IDisposable
         string.Equals(_ca.GetCertHashString(HashAlgorithmName.SHA256), CommittedDevCaSha256, StringComparison.OrdinalIgnoreCase)
         || string.Equals(_ca.Subject, DevCaSubject, StringComparison.Ordinal);
 
-    public SslServerAuthenticationOptions ServerOptions()
+    /// <summary>Server options; <paramref name="protocols"/> are the ALPNs offered, most preferred first (default <c>rm/1</c>).</summary>
+    public SslServerAuthenticationOptions ServerOptions(List<SslApplicationProtocol>? protocols = null)
     {
         if (_serverContext is null)
         {
@@ -75,19 +79,20 @@ internal sealed class TlsConfiguration : IDisposable
         return new SslServerAuthenticationOptions
         {
             ServerCertificateContext = _serverContext,
-            ApplicationProtocols = [Alpn],
+            ApplicationProtocols = protocols ?? [Alpn],
             EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
             ClientCertificateRequired = false,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         };
     }
 
-    public SslClientAuthenticationOptions ClientOptions(string targetHost)
+    /// <summary>Client options; <paramref name="protocols"/> are the ALPNs asked for (default <c>rm/1</c>).</summary>
+    public SslClientAuthenticationOptions ClientOptions(string targetHost, List<SslApplicationProtocol>? protocols = null)
     {
         var options = new SslClientAuthenticationOptions
         {
             TargetHost = targetHost,
-            ApplicationProtocols = [Alpn],
+            ApplicationProtocols = protocols ?? [Alpn],
             EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         };
