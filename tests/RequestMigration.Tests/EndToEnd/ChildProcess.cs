@@ -10,7 +10,7 @@ namespace RequestMigration.Tests.EndToEnd;
 internal sealed class ChildProcess : IAsyncDisposable
 {
     /// <summary>Variables removed from the inherited environment so the test machine's settings cannot leak in.</summary>
-    private static readonly string[] ScrubbedPrefixes = ["DYN_", "ETCD_", "CLIENT_", "SERVER_NAME", "FAILURE_MODE", "ITEM_DELAY_MS", "RequestMigration__", "Serilog__"];
+    private static readonly string[] ScrubbedPrefixes = ["DYN_", "ETCD_", "CLIENT_", "SERVER_NAME", "FAILURE_MODE", "ITEM_DELAY_MS", "CONNECTION_SWAP_", "RequestMigration__", "Serilog__"];
 
     private readonly Process _process;
     private readonly Lock _gate = new();
@@ -75,7 +75,8 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <param name="dll">The program.</param>
     /// <param name="environment">Variables added to the scrubbed environment.</param>
     /// <param name="withoutQuic">Run it as on a machine without libmsquic (see <see cref="WithoutQuic"/>).</param>
-    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment, bool withoutQuic = false)
+    /// <param name="arguments">Command-line arguments after the program.</param>
+    public static ChildProcess Start(string name, string dll, IReadOnlyDictionary<string, string> environment, bool withoutQuic = false, IReadOnlyList<string>? arguments = null)
     {
         var psi = new ProcessStartInfo(DotnetHost())
         {
@@ -89,6 +90,11 @@ internal sealed class ChildProcess : IAsyncDisposable
             StandardErrorEncoding = Encoding.UTF8,
         };
         psi.ArgumentList.Add(dll);
+        foreach (var argument in arguments ?? [])
+        {
+            psi.ArgumentList.Add(argument);
+        }
+
         if (withoutQuic)
         {
             WithoutQuic.Wrap(psi);
@@ -186,17 +192,20 @@ internal sealed class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Sends SIGTERM (what a service manager sends to stop a process gracefully).</summary>
-    public async Task SendSigtermAsync()
+    public Task SendSigtermAsync() => SendSignalAsync("TERM");
+
+    /// <summary>Sends a signal with <c>kill -{signal}</c> (<c>STOP</c> freezes the process with its sockets open; <c>CONT</c> resumes it).</summary>
+    public async Task SendSignalAsync(string signal)
     {
         var psi = new ProcessStartInfo("kill") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add("-TERM");
+        psi.ArgumentList.Add("-" + signal);
         psi.ArgumentList.Add(_process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         using var kill = Process.Start(psi) ?? throw new InvalidOperationException("could not start 'kill'");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await kill.WaitForExitAsync(cts.Token);
         if (kill.ExitCode != 0)
         {
-            throw new InvalidOperationException($"kill -TERM {_process.Id} failed: {await kill.StandardError.ReadToEndAsync()}");
+            throw new InvalidOperationException($"kill -{signal} {_process.Id} failed: {await kill.StandardError.ReadToEndAsync()}");
         }
     }
 
