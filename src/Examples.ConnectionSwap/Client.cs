@@ -44,8 +44,8 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
             await Plumbing.PublishStaticAsync(targetStore, Endpoints.DirectorAssign, targets, "director", options, cancellationToken).ConfigureAwait(false);
         }
 
-        var where = targets is null ? $"directors registered in the {runtime.Store.Name} discovery store" : $"{Settings.DirectorTarget}={string.Join(",", targets)}";
-        Log.ClientStarting(_logger, session.ConnectionId, mode.ToString().ToLowerInvariant(), where, total);
+        var where = targets is null ? $"directors are looked up in the {runtime.Store.Name} discovery store (DYN_STORE_KV)" : $"{Settings.DirectorTarget}={string.Join(",", targets)}";
+        Log.ClientStarting(_logger, session.ConnectionId, mode.ToString().ToLowerInvariant(), where, total == 0 ? "unlimited" : total.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var code = 0;
         try
         {
@@ -84,7 +84,7 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
             var directorAnswered = false;
             if (!await AnyDirectorAsync(router, cancellationToken).ConfigureAwait(false))
             {
-                problem = $"none of the {where} is available";
+                problem = NoDirector(router, where);
             }
             else
             {
@@ -94,6 +94,7 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
                     {
                         if (item.Data is { } token)
                         {
+                            observer.OnToken(token.Sequence);
                             session.Accept(token);
                             _noDirector.Reset();
                             _noWorker.Reset();
@@ -110,7 +111,7 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
                 }
                 catch (RoutingException ex)
                 {
-                    problem = ex is AttemptsExhaustedException a ? a.LastError : ex.Message;
+                    problem = Reason(ex);
                 }
             }
 
@@ -169,7 +170,7 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
                     (failed, failedReason) = (0, null);
                 }
 
-                var problem = answered ? ex.Message : ex is NoInstancesException ? $"none of the {where} is available" : ex is AttemptsExhaustedException a ? a.LastError : ex.Message;
+                var problem = answered ? ex.Message : ex is NoInstancesException ? NoDirector(directors, where) : Reason(ex);
                 if (await WaitBeforeRetryAsync(session, problem, answered, cancellationToken).ConfigureAwait(false) is { } giveUp)
                 {
                     return giveUp;
@@ -214,7 +215,7 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
             }
             catch (RoutingException ex)
             {
-                var reason = ex is AttemptsExhaustedException a ? a.LastError : ex.Message;
+                var reason = Reason(ex);
                 Log.WorkerStreamEnded(_logger, session.ConnectionId, assignment.Worker, reason);
                 Log.ReturningToDirector(_logger, session.ConnectionId);
                 (failed, failedReason) = (record.InstanceId, reason);
@@ -261,6 +262,19 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
         return null;
     }
 
+    /// <summary>Why no director could be asked, in the words of where the client looks for them.</summary>
+    private static string NoDirector<TReq, TResp>(PushRouter<TReq, TResp> router, string where) =>
+        router.Instances.Source.Count == 0 ? $"no director found: {where}" : $"every director failed recently: {where}";
+
+    /// <summary>The useful part of a routing error: the last real failure rather than "every instance is inhibited".</summary>
+    private static string Reason(RoutingException ex)
+    {
+        var text = ex is AttemptsExhaustedException a ? a.LastError : ex.Message;
+        const string Last = "; last error: ";
+        var i = text.IndexOf(Last, StringComparison.Ordinal);
+        return i >= 0 ? text[(i + Last.Length)..] : text;
+    }
+
     /// <summary>Whether a director is available, waiting a moment for one to appear (a router that just started, a director coming back).</summary>
     private static async Task<bool> AnyDirectorAsync<TReq, TResp>(PushRouter<TReq, TResp> router, CancellationToken cancellationToken)
     {
@@ -289,25 +303,16 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
         }
     }
 
-    /// <summary>Logs which director the session streams through, and when it moves to another one.</summary>
+    /// <summary>
+    /// Logs which director the session streams through, and when it moves to another one: an attempt is
+    /// only announced once a token came through it (an attempt on a dead director never gets that far).
+    /// </summary>
     private sealed class DirectorSwitchLog(ILogger logger, Session session) : IAttemptObserver
     {
-        private string? _director;
+        private InstanceRecord? _attempt;
+        private string? _serving;
 
-        public void OnAttemptStarted(InstanceRecord instance, int attempt, long resumeFrom)
-        {
-            var label = Tags.LabelOf(instance);
-            if (_director is null)
-            {
-                Log.StreamingThroughDirector(logger, session.ConnectionId, label, instance.Address);
-            }
-            else if (_director != label)
-            {
-                Log.SwitchingDirectors(logger, session.ConnectionId, _director, label, instance.Address, session.Last + 1);
-            }
-
-            _director = label;
-        }
+        public void OnAttemptStarted(InstanceRecord instance, int attempt, long resumeFrom) => _attempt = instance;
 
         public void OnAttemptEnded(InstanceRecord instance, int attempt, long items, string? error)
         {
@@ -315,6 +320,27 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
             {
                 Log.DirectorStreamBroke(logger, session.ConnectionId, Tags.LabelOf(instance), error);
             }
+        }
+
+        /// <summary>A token is about to be accepted: it came through the current attempt's director.</summary>
+        public void OnToken(long sequence)
+        {
+            if (_attempt is not { } instance || Tags.LabelOf(instance) == _serving)
+            {
+                return;
+            }
+
+            var label = Tags.LabelOf(instance);
+            if (_serving is null)
+            {
+                Log.StreamingThroughDirector(logger, session.ConnectionId, label, instance.Address);
+            }
+            else
+            {
+                Log.SwitchingDirectors(logger, session.ConnectionId, _serving, label, instance.Address, sequence);
+            }
+
+            _serving = label;
         }
     }
 }

@@ -98,7 +98,7 @@ internal static partial class Log
 
     // Client.
     [LoggerMessage(300, LogLevel.Information, "connection.id={ConnectionId}: starting session (mode={Mode}, {Where}, tokens={Tokens})")]
-    public static partial void ClientStarting(ILogger logger, string connectionId, string mode, string where, long tokens);
+    public static partial void ClientStarting(ILogger logger, string connectionId, string mode, string where, string tokens);
 
     [LoggerMessage(301, LogLevel.Information, "connection.id={ConnectionId}: stopped")]
     public static partial void ClientStopped(ILogger logger, string connectionId);

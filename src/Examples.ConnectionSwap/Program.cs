@@ -3,6 +3,7 @@ using Examples.ConnectionSwap;
 using RequestMigration.Discovery;
 using Microsoft.Extensions.Logging;
 using Serilog;
+using Serilog.Extensions.Logging;
 
 // The connection-swap example: a director, workers and a client whose token sequence survives worker (and
 // director) failures. One program, three roles:
@@ -35,8 +36,9 @@ using var serilog = new LoggerConfiguration()
 // The runtime's own lines (instances reported down, failovers) show only what went wrong. Where the example
 // already says the same in its own words (a client's retries, a worker's heartbeats to a director that is
 // down), they would repeat it on every retry: those runtimes log errors only.
-using var loggerFactory = LoggerFactory.Create(b => b.AddSerilog(serilog).AddFilter("RequestMigration", LogLevel.Warning));
-using var quietFactory = LoggerFactory.Create(b => b.AddSerilog(serilog).AddFilter("RequestMigration", LogLevel.Error));
+// (AddSerilog adds a rule of its own for its provider, so these must name the provider to take effect.)
+using var loggerFactory = LoggerFactory.Create(b => b.AddSerilog(serilog).AddFilter<SerilogLoggerProvider>("RequestMigration", LogLevel.Warning));
+using var quietFactory = LoggerFactory.Create(b => b.AddSerilog(serilog).AddFilter<SerilogLoggerProvider>("RequestMigration", LogLevel.Error));
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

@@ -49,7 +49,7 @@ internal sealed class Settings
     public const string ClientMaxWaitSecs = "CONNECTION_SWAP_CLIENT_MAX_WAIT_SECS";
     public const string LogLevel = "CONNECTION_SWAP_LOG_LEVEL";
 
-    private const string ListenForm = "host:port with an IP address and a port 0-65535 (0 picks a free port), e.g. 127.0.0.1:61000";
+    private const string ListenForm = "host:port with an IP address and a port 0-65535 (0 picks a free port), e.g.";
     private const string TargetForm = "host:port with a port 1-65535, several separated by commas, e.g. 127.0.0.1:61001";
 
     private readonly Func<string, string?> _env;
@@ -136,7 +136,7 @@ internal sealed class Settings
         var text = _env(name) is { Length: > 0 } v ? v.Trim() : fallback;
         if (!TryParse(text, out var hp, listen: true))
         {
-            throw new ConfigurationException($"{name}='{text}' is not an address to listen on; expected {ListenForm}");
+            throw new ConfigurationException($"{name}='{text}' is not an address to listen on; expected {ListenForm} {fallback}");
         }
 
         return hp;

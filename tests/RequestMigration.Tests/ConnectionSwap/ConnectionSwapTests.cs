@@ -20,18 +20,23 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
     public ValueTask DisposeAsync() => _cluster.DisposeAsync();
 
     [Theory]
-    [InlineData("director")]
-    [InlineData("direct")]
-    public async Task Session_survives_repeated_worker_failures_gapless_in_both_modes(string mode)
+    [InlineData("director", "tcp")]
+    [InlineData("direct", "tcp")]
+    [InlineData("director", "quic")]
+    public async Task Session_survives_repeated_worker_failures_gapless_in_both_modes(string mode, string transport)
     {
+        Assert.SkipWhen(transport == "quic" && !RequestMigration.Transport.TransportKinds.IsQuicSupported, "QUIC skipped: libmsquic is not installed here; the same session runs over TCP.");
+
         // Workers fail 1-2 s after they start serving and recover in 1 s: 80 tokens at 100 ms see 3+ failures.
         var (director, a, b) = await _cluster.StartBasicAsync(new Dictionary<string, string>
         {
             ["CONNECTION_SWAP_FAILURE_MIN_SECS"] = "1",
             ["CONNECTION_SWAP_FAILURE_MAX_SECS"] = "2",
             ["CONNECTION_SWAP_RECOVERY_SECS"] = "1",
-        });
-        var client = _cluster.LaunchClient(mode, 80);
+            ["DYN_TRANSPORT"] = transport,
+        }, new Dictionary<string, string> { ["DYN_TRANSPORT"] = transport });
+        director.Process.Stdout.ShouldContain($"transport={transport}");
+        var client = _cluster.LaunchClient(mode, 80, new Dictionary<string, string> { ["DYN_TRANSPORT"] = transport });
         (await client.WaitForExitAsync(ClientTimeout)).ShouldBe(0, _cluster.DescribeAll());
 
         var transcript = Transcript.Parse(client);
@@ -57,12 +62,12 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
         }
 
         // The MGMT ports answer health checks; the director's lists its pool.
-        var health = await SwapCluster.HealthAsync(director.Mgmt, "connection-swap/director/health");
+        var health = await SwapCluster.HealthAsync(director.Mgmt, "connection-swap/director/health", transport);
         health.GetProperty("name").GetString().ShouldBe("director");
         var pool = string.Join(";", health.GetProperty("details").EnumerateArray().Select(d => d.GetString()));
         pool.ShouldContain("worker-a");
         pool.ShouldContain("worker-b");
-        (await SwapCluster.HealthAsync(a.Mgmt, "connection-swap/worker/health")).GetProperty("name").GetString().ShouldBe("worker-a");
+        (await SwapCluster.HealthAsync(a.Mgmt, "connection-swap/worker/health", transport)).GetProperty("name").GetString().ShouldBe("worker-a");
     }
 
     [Fact]

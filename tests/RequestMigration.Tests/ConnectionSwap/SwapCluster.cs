@@ -39,14 +39,20 @@ internal sealed partial class SwapCluster : IAsyncDisposable
     }
 
     /// <summary>Starts a director on free ports and waits until it is ready.</summary>
-    public async Task<Director> StartDirectorAsync(string label = "director")
+    public async Task<Director> StartDirectorAsync(string label = "director", IReadOnlyDictionary<string, string>? extra = null)
     {
-        var p = Launch(label, "director", new Dictionary<string, string>
+        var env = new Dictionary<string, string>
         {
             ["CONNECTION_SWAP_DIRECTOR_LABEL"] = label,
             ["CONNECTION_SWAP_DIRECTOR_USER_ADDR"] = "127.0.0.1:0",
             ["CONNECTION_SWAP_DIRECTOR_MGMT_ADDR"] = "127.0.0.1:0",
-        });
+        };
+        foreach (var (k, v) in extra ?? new Dictionary<string, string>())
+        {
+            env[k] = v;
+        }
+
+        var p = Launch(label, "director", env);
         var line = await p.WaitForLineAsync("director ready:", TimeSpan.FromSeconds(30));
         var m = ReadyPattern().Match(line);
         m.Success.ShouldBeTrue(line);
@@ -81,9 +87,9 @@ internal sealed partial class SwapCluster : IAsyncDisposable
     }
 
     /// <summary>Starts a worker pair plus a director, the example's basic layout.</summary>
-    public async Task<(Director Director, Worker A, Worker B)> StartBasicAsync(IReadOnlyDictionary<string, string>? workerSettings = null)
+    public async Task<(Director Director, Worker A, Worker B)> StartBasicAsync(IReadOnlyDictionary<string, string>? workerSettings = null, IReadOnlyDictionary<string, string>? directorSettings = null)
     {
-        var director = await StartDirectorAsync();
+        var director = await StartDirectorAsync(extra: directorSettings);
         var workers = await Task.WhenAll(StartWorkerAsync("worker-a", [director], workerSettings), StartWorkerAsync("worker-b", [director], workerSettings));
         return (director, workers[0], workers[1]);
     }
@@ -131,13 +137,13 @@ internal sealed partial class SwapCluster : IAsyncDisposable
     public string DescribeAll() => string.Concat(_processes.Select(p => p.Describe()));
 
     /// <summary>Asks a MGMT port for its health, as a monitoring tool would (a one-item response).</summary>
-    public static async Task<JsonElement> HealthAsync(string mgmtAddress, string endpoint)
+    public static async Task<JsonElement> HealthAsync(string mgmtAddress, string endpoint, string transport = "tcp")
     {
         await using var store = new MemoryKeyValueStore();
-        var options = new RuntimeOptions { Transport = RequestMigration.Transport.TransportKind.Tcp };
+        var options = new RuntimeOptions();
         await using var runtime = new RequestMigrationRuntime(options, store: store);
         var id = EndpointId.Parse(endpoint);
-        await runtime.Registry.PutAsync(new InstanceRecord { InstanceId = 1, Namespace = id.Namespace, Component = id.Component, Endpoint = id.Endpoint, Transport = "tcp", Address = mgmtAddress }, 0);
+        await runtime.Registry.PutAsync(new InstanceRecord { InstanceId = 1, Namespace = id.Namespace, Component = id.Component, Endpoint = id.Endpoint, Transport = transport, Address = mgmtAddress }, 0);
         var router = runtime.CreateRouter<Dictionary<string, string>, JsonElement>(id, new RouterOptions());
         await router.WaitForInstancesAsync(TimeSpan.FromSeconds(5));
         await foreach (var item in router.DirectAsync(new Dictionary<string, string> { ["from"] = "test" }, 1))
