@@ -66,6 +66,10 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
         await Plumbing.StartAsync(userServer, userAddress, Settings.DirectorUserAddr, cancellationToken).ConfigureAwait(false);
 
         Log.DirectorReady(_logger, _name, userServer.Address, mgmtServer.Address, userServer.Transport, user.Store.Name);
+        if (user.Store.Name == "mem")
+        {
+            Log.PrivateStore(_logger, _name, Settings.DirectorTarget);
+        }
         try
         {
             await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);

@@ -5,7 +5,7 @@ namespace Examples.ConnectionSwap;
 /// <summary>
 /// Every log line of the example, in the original's shape (<c>connection.id=… worker=… sequence=N: received
 /// token</c>). Event ids: 100-119 director, 120-139 worker pool, 200-229 worker, 300-339 client, 340-359
-/// session, 400-409 heartbeats. Next free: 111, 126, 212, 313, 349, 403.
+/// session, 400-409 heartbeats. Next free: 112, 126, 212, 313, 349, 403.
 /// </summary>
 internal static partial class Log
 {
@@ -42,6 +42,9 @@ internal static partial class Log
 
     [LoggerMessage(110, LogLevel.Warning, "stream.id={StreamId} connection.id={ConnectionId} worker={Worker}: worker failed after {Items} token(s) ({Error}) - initiating connection migration")]
     public static partial void WorkerStreamFailed(ILogger logger, long streamId, string connectionId, string worker, long items, string error);
+
+    [LoggerMessage(111, LogLevel.Warning, "director={Director}: DYN_STORE_KV=mem keeps this director's registration inside this process; clients find it only through {Variable}")]
+    public static partial void PrivateStore(ILogger logger, string director, string variable);
 
     // Worker pool (director).
     [LoggerMessage(120, LogLevel.Information, "worker={Worker} worker.addr={Address} instance={InstanceId:x}: registered worker (heartbeat every {Seconds:0.#} s)")]
