@@ -21,6 +21,7 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
 
     private readonly ILogger _logger = loggerFactory.CreateLogger("director");
     private readonly string _name = settings.DirectorName;
+    private readonly CancellationTokenSource _stopping = new();
     private WorkerPool _pool = null!;
     private PushRouter<GenerateRequest, TokenItem> _workers = null!;
     private long _streams;
@@ -80,8 +81,11 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
 
         Log.Stopping(_logger, "director", _name);
 
-        // Stop taking clients first; their streams are cut and continue on another director.
-        await userServer.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        // Stop taking clients first (from here on a new stream is told "shutting down" and goes elsewhere),
+        // then cut the streams in progress: their clients continue them through another director.
+        var stopped = userServer.StopAsync(CancellationToken.None);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await stopped.ConfigureAwait(false);
         await watch.ConfigureAwait(false);
     }
 
@@ -100,11 +104,12 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
         var last = request.StartAfter + context.ResumeFrom;
         Log.ClientStream(_logger, streamId, connection, last + 1, context.Attempt);
         var observer = new MigrationLog(_logger, streamId, connection, () => last);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
         var graced = false;
         while (true)
         {
             string? failure = null;
-            var items = _workers.GenerateAsync(request with { StartAfter = last }, observer, ct).GetAsyncEnumerator(ct);
+            var items = _workers.GenerateAsync(request with { StartAfter = last }, observer, stop.Token).GetAsyncEnumerator(stop.Token);
             try
             {
                 while (true)
@@ -122,6 +127,12 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
                     catch (EndpointFailedException ex)
                     {
                         throw new EndpointErrorException($"the worker rejected the stream: {ex.Message}");
+                    }
+                    catch (OperationCanceledException) when (_stopping.IsCancellationRequested && !ct.IsCancellationRequested)
+                    {
+                        // Cut like a crash: the client's router continues the session through another director.
+                        Log.HandingOverClient(_logger, streamId, connection, last);
+                        throw new AbortStreamException($"director {_name} is shutting down");
                     }
                     catch (RoutingException ex)
                     {
@@ -156,7 +167,7 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
                 graced = true;
                 try
                 {
-                    await _workers.WaitForInstancesAsync(WorkerGrace, ct).ConfigureAwait(false);
+                    await _workers.WaitForInstancesAsync(WorkerGrace, stop.Token).ConfigureAwait(false);
                     continue;
                 }
                 catch (TimeoutException)

@@ -5,7 +5,7 @@ namespace Examples.ConnectionSwap;
 /// <summary>
 /// Every log line of the example, in the original's shape (<c>connection.id=… worker=… sequence=N: received
 /// token</c>). Event ids: 100-119 director, 120-139 worker pool, 200-229 worker, 300-339 client, 340-359
-/// session, 400-409 heartbeats. Next free: 112, 126, 212, 313, 349, 403.
+/// session, 400-409 heartbeats. Next free: 113, 126, 213, 313, 349, 403.
 /// </summary>
 internal static partial class Log
 {
@@ -45,6 +45,9 @@ internal static partial class Log
 
     [LoggerMessage(111, LogLevel.Warning, "director={Director}: DYN_STORE_KV=mem keeps this director's registration inside this process; clients find it only through {Variable}")]
     public static partial void PrivateStore(ILogger logger, string director, string variable);
+
+    [LoggerMessage(112, LogLevel.Information, "stream.id={StreamId} connection.id={ConnectionId}: director stopping - cutting the stream after sequence={Last} so the client continues through another director")]
+    public static partial void HandingOverClient(ILogger logger, long streamId, string connectionId, long last);
 
     // Worker pool (director).
     [LoggerMessage(120, LogLevel.Information, "worker={Worker} worker.addr={Address} instance={InstanceId:x}: registered worker (heartbeat every {Seconds:0.#} s)")]
@@ -98,6 +101,9 @@ internal static partial class Log
 
     [LoggerMessage(210, LogLevel.Warning, "worker={Worker}: cannot reach director at {Address} ({Error}); retrying every {Seconds:0.#} s")]
     public static partial void DirectorUnreachable(ILogger logger, string worker, string address, string error, double seconds);
+
+    [LoggerMessage(212, LogLevel.Information, "worker={Worker} connection.id={ConnectionId}: worker stopping - cutting the stream after sequence={Sequence} so it continues on another worker")]
+    public static partial void HandingOver(ILogger logger, string worker, string connectionId, long sequence);
 
     // Client.
     [LoggerMessage(300, LogLevel.Information, "connection.id={ConnectionId}: starting session (mode={Mode}, {Where}, tokens={Tokens})")]

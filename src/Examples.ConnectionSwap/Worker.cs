@@ -18,6 +18,7 @@ internal sealed class Worker(Settings settings, ILoggerFactory loggerFactory, IL
     private readonly ILogger _logger = loggerFactory.CreateLogger("worker");
     private readonly string _label = settings.WorkerName;
     private readonly TimeSpan _interval = settings.TokenInterval;
+    private readonly CancellationTokenSource _stopping = new();
     private FailureSimulator _simulator = null!;
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -59,8 +60,12 @@ internal sealed class Worker(Settings settings, ILoggerFactory loggerFactory, IL
 
         Log.Stopping(_logger, "worker", _label);
 
-        // Leave the pools before the port closes, so no director sends a new stream here meanwhile.
+        // Leave the pools before the port closes, so no director sends a new stream here meanwhile; then hand
+        // the streams over at once (they never end by themselves, so draining would only delay them).
         await links.NotifyAsync(Registration(WorkerState.Leaving), TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        var stopped = userServer.StopAsync(CancellationToken.None);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await stopped.ConfigureAwait(false);
     }
 
     private async IAsyncEnumerable<TokenItem> GenerateAsync(GenerateRequest request, RequestContext context)
@@ -71,17 +76,23 @@ internal sealed class Worker(Settings settings, ILoggerFactory loggerFactory, IL
         {
             var sequence = request.StartAfter + context.ResumeFrom;
             Log.StreamRequested(_logger, _label, connection, sequence + 1, context.Attempt);
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, crash);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, crash, _stopping.Token);
             while (request.Total <= 0 || sequence < request.Total)
             {
                 try
                 {
                     await Task.Delay(_interval, stop.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (crash.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
                 {
-                    // Cut without an end frame, exactly as a crash would: the consumer's router fails over.
-                    throw new AbortStreamException($"{_label} simulated failure");
+                    // Cut without an end frame, exactly as a crash would: the consumer's router continues the
+                    // stream on another worker.
+                    if (!crash.IsCancellationRequested)
+                    {
+                        Log.HandingOver(_logger, _label, connection, sequence);
+                    }
+
+                    throw new AbortStreamException(crash.IsCancellationRequested ? $"{_label} simulated failure" : $"{_label} is shutting down");
                 }
 
                 sequence++;
@@ -192,7 +203,7 @@ internal sealed class DirectorLinks(RequestMigrationRuntime runtime, IReadOnlyLi
         }
         catch (RoutingException ex)
         {
-            return (null, ex.Message);
+            return (null, ex is AttemptsExhaustedException a ? a.LastError : ex.Message);
         }
     }
 }

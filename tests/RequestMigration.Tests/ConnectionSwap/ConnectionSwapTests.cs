@@ -141,12 +141,12 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Two_directors_kill_9_of_the_one_in_use_continues_the_session_on_the_other()
+    public async Task Two_directors_kill_9_of_the_one_in_use_continues_the_session_on_the_other_and_SIGTERM_hands_streams_over()
     {
         var d1 = await _cluster.StartDirectorAsync("director-1");
         var d2 = await _cluster.StartDirectorAsync("director-2");
         var settings = new Dictionary<string, string> { ["CONNECTION_SWAP_FAILURE_ENABLED"] = "false" };
-        await Task.WhenAll(_cluster.StartWorkerAsync("worker-a", [d1, d2], settings), _cluster.StartWorkerAsync("worker-b", [d1, d2], settings));
+        var workers = await Task.WhenAll(_cluster.StartWorkerAsync("worker-a", [d1, d2], settings), _cluster.StartWorkerAsync("worker-b", [d1, d2], settings));
 
         // The client finds both directors in the discovery store (no CONNECTION_SWAP_DIRECTOR_TARGET).
         var client = _cluster.LaunchClient("director", 50);
@@ -155,10 +155,25 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
         var (victim, survivor) = inUse.Contains("director=director-1 ", StringComparison.Ordinal) ? (d1, d2) : (d2, d1);
         await victim.Process.KillHardAsync();
 
+        // Then a graceful stop (SIGTERM) of the worker serving the session: it leaves the pool and hands the
+        // stream over at once instead of letting it run into the drain timeout.
+        var serving = await SwapCluster.WaitForTokensAsync(client, 25, ClientTimeout);
+        var stopped = workers.Single(w => w.Label == serving);
+        await stopped.Process.SendSigtermAsync();
+        (await stopped.Process.WaitForExitAsync(TimeSpan.FromSeconds(10))).ShouldBe(0, stopped.Process.Describe());
+
         (await client.WaitForExitAsync(ClientTimeout)).ShouldBe(0, _cluster.DescribeAll());
         var transcript = Transcript.Parse(client);
         transcript.ShouldBeGaplessAndDuplicateFree(50, _cluster.DescribeAll());
         transcript.Count($"from_director={victim.Label} to_director={survivor.Label}").ShouldBe(1, _cluster.DescribeAll());
+        transcript.Count("from_director=").ShouldBe(1);
+        transcript.Tokens[^1].Worker.ShouldNotBe(stopped.Label);
         survivor.Process.Stdout.ShouldContain("client opened stream (from sequence=");
+        survivor.Process.Stdout.ShouldContain($"worker={stopped.Label}: left the pool: shutting down");
+        stopped.Process.Stdout.ShouldContain("worker stopping - cutting the stream after sequence=");
+        stopped.Process.Stdout.ShouldNotContain("drain timeout");
+
+        await survivor.Process.SendSigtermAsync();
+        (await survivor.Process.WaitForExitAsync(TimeSpan.FromSeconds(10))).ShouldBe(0, survivor.Process.Describe());
     }
 }
