@@ -90,12 +90,17 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
         await director.Process.WaitForLineAsync($"worker={victim.Label}: left the pool: missed heartbeats", TimeSpan.FromSeconds(10));
     }
 
-    [Fact]
-    public async Task Direct_mode_heartbeats_detect_a_stalled_worker_after_two_misses_and_the_client_moves_on()
+    [Theory]
+    [InlineData("tcp")]
+    [InlineData("quic")]
+    public async Task Direct_mode_heartbeats_detect_a_stalled_worker_after_two_misses_and_the_client_moves_on(string transport)
     {
-        var (_, a, b) = await _cluster.StartBasicAsync(new Dictionary<string, string> { ["CONNECTION_SWAP_FAILURE_ENABLED"] = "false" });
+        Assert.SkipWhen(transport == "quic" && !RequestMigration.Transport.TransportKinds.IsQuicSupported, "QUIC skipped: libmsquic is not installed here; the same detection runs over TCP.");
+        var env = new Dictionary<string, string> { ["CONNECTION_SWAP_FAILURE_ENABLED"] = "false", ["DYN_TRANSPORT"] = transport };
+        var (_, a, b) = await _cluster.StartBasicAsync(env, env);
         var client = _cluster.LaunchClient("direct", 50, new Dictionary<string, string>
         {
+            ["DYN_TRANSPORT"] = transport,
             ["DYN_HEARTBEAT_INTERVAL_SECS"] = "0.5",
             ["DYN_HEARTBEAT_TIMEOUT_SECS"] = "0.5",
             ["DYN_HEARTBEAT_MISSES"] = "2",
@@ -104,8 +109,8 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
         var serving = await SwapCluster.WaitForTokensAsync(client, 10, ClientTimeout);
         var (stalled, other) = serving == "worker-a" ? (a, b) : (b, a);
 
-        // SIGSTOP: the worker stops producing and stops answering heartbeats, but its sockets stay open, so
-        // only the heartbeats can tell.
+        // SIGSTOP: the worker stops producing and stops answering heartbeats, but its sockets stay open (the
+        // kernel even acknowledges TCP data), so only the heartbeats can tell.
         await stalled.Process.SendSignalAsync("STOP");
         (await client.WaitForExitAsync(ClientTimeout)).ShouldBe(0, _cluster.DescribeAll());
 
@@ -117,6 +122,11 @@ public sealed class ConnectionSwapTests : IAsyncLifetime
         transcript.Count("returning to director for new worker assignment").ShouldBe(1);
         transcript.WorkerSwitches.ShouldBe(1);
         transcript.Tokens[^1].Worker.ShouldBe(other.Label);
+
+        // The verdict ends the stream at once (over QUIC too, where closing a stream to a frozen peer could
+        // otherwise wait for msquic's disconnect timeout).
+        var failedAt = transcript.TimeOf("heartbeat failed 2 times");
+        (transcript.TimeOf("returning to director for new worker assignment") - failedAt).ShouldBeLessThan(TimeSpan.FromSeconds(1), _cluster.DescribeAll());
     }
 
     [Fact]

@@ -198,6 +198,13 @@ internal sealed partial record Transcript(IReadOnlyList<(long Sequence, string W
 
     public int Count(string text) => Lines.Count(l => l.Contains(text, StringComparison.Ordinal));
 
+    /// <summary>The time stamp (<c>[HH:mm:ss.fff ...</c>) of the first line containing <paramref name="text"/>.</summary>
+    public TimeSpan TimeOf(string text)
+    {
+        var line = Lines.First(l => l.Contains(text, StringComparison.Ordinal));
+        return TimeSpan.ParseExact(line[1..13], @"hh\:mm\:ss\.fff", System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Asserts that the sequence is exactly 1..<paramref name="total"/>: none missing, none repeated, in order.</summary>
     public void ShouldBeGaplessAndDuplicateFree(int total, string context)
     {
