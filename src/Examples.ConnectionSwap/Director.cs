@@ -71,6 +71,7 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
         {
             Log.PrivateStore(_logger, _name, Settings.DirectorTarget);
         }
+
         try
         {
             await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
@@ -98,6 +99,7 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
         var ct = context.CancellationToken;
         var streamId = Interlocked.Increment(ref _streams);
         var connection = Plumbing.Sanitize(request.ConnectionId);
+        Plumbing.Validate(request);
 
         // A resumed attempt (the client's stream came over from another director) continues after what the
         // client already has: the request's start plus the items the client's router counted.
@@ -127,6 +129,11 @@ internal sealed class Director(Settings settings, ILoggerFactory loggerFactory)
                     catch (EndpointFailedException ex)
                     {
                         throw new EndpointErrorException($"the worker rejected the stream: {ex.Message}");
+                    }
+                    catch (LocalConfigurationException ex)
+                    {
+                        // The director's own setup (TLS trust), not a worker shortage: say so rather than "no worker".
+                        throw new EndpointErrorException($"director {_name} cannot reach workers: {ex.Message}");
                     }
                     catch (OperationCanceledException) when (_stopping.IsCancellationRequested && !ct.IsCancellationRequested)
                     {

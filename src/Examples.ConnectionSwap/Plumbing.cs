@@ -155,6 +155,16 @@ internal static class Plumbing
         throw new EndpointFailedException("the response was empty");
     }
 
+    /// <summary>Rejects a token request that cannot be served (not retried: every instance would refuse it).</summary>
+    /// <exception cref="EndpointErrorException">A negative start or total, or a start beyond the total.</exception>
+    public static void Validate(GenerateRequest request)
+    {
+        if (request.StartAfter < 0 || request.Total < 0 || (request.Total > 0 && request.StartAfter > request.Total))
+        {
+            throw new EndpointErrorException($"bad request: startAfter={request.StartAfter} and total={request.Total} must be 0 or more, and startAfter at most total (0 = no end)");
+        }
+    }
+
     /// <summary>Text a peer sent goes into logs: one short line, no control characters.</summary>
     public static string Sanitize(string? text) =>
         string.IsNullOrEmpty(text) ? "-" : new string([.. text.Take(200).Select(c => char.IsControl(c) ? '?' : c)]);

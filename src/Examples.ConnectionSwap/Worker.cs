@@ -71,6 +71,7 @@ internal sealed class Worker(Settings settings, ILoggerFactory loggerFactory, IL
     private async IAsyncEnumerable<TokenItem> GenerateAsync(GenerateRequest request, RequestContext context)
     {
         var connection = Plumbing.Sanitize(request.ConnectionId);
+        Plumbing.Validate(request);
         var crash = _simulator.BeginStream(connection);
         try
         {
