@@ -92,6 +92,7 @@ internal sealed partial class HeartbeatMonitor : IDisposable
         }
 
         LogHeartbeatOk(instance.InstanceId, rtt.TotalMilliseconds);
+        Notify(o => o.OnReply(instance.Record, rtt));
     }
 
     public void Dispose()
@@ -109,6 +110,7 @@ internal sealed partial class HeartbeatMonitor : IDisposable
     {
         List<(InstanceState Instance, IHeartbeatTarget Target, ulong Sequence)>? pings = null;
         List<(InstanceState Instance, IHeartbeatTarget[] Targets, string Reason)>? failures = null;
+        List<(InstanceState Instance, int Misses)>? misses = null;
         lock (_gate)
         {
             if (_disposed)
@@ -124,6 +126,10 @@ internal sealed partial class HeartbeatMonitor : IDisposable
                     peer.Pending = null;
                     peer.Misses++;
                     LogMissed(instance.InstanceId, missed, peer.Misses, _options.Timeout.TotalSeconds);
+                    if (_options.Observer is not null)
+                    {
+                        (misses ??= []).Add((instance, peer.Misses));
+                    }
                 }
 
                 if (FailureReason(peer, now) is { } reason)
@@ -150,9 +156,15 @@ internal sealed partial class HeartbeatMonitor : IDisposable
             }
         }
 
+        foreach (var (instance, count) in misses ?? [])
+        {
+            Notify(o => o.OnMissed(instance.Record, count));
+        }
+
         foreach (var (instance, targets, reason) in failures ?? [])
         {
             LogFailed(instance.InstanceId, reason);
+            Notify(o => o.OnFailed(instance.Record, reason));
             _onFailed(instance, reason);
             foreach (var t in targets)
             {
@@ -163,6 +175,24 @@ internal sealed partial class HeartbeatMonitor : IDisposable
         foreach (var (_, target, sequence) in pings ?? [])
         {
             _ = target.SendPingAsync(sequence);
+        }
+    }
+
+    /// <summary>Tells the observer, if any; its exception must not stop the timer or a read.</summary>
+    private void Notify(Action<IHeartbeatObserver> call)
+    {
+        if (_options.Observer is not { } observer)
+        {
+            return;
+        }
+
+        try
+        {
+            call(observer);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogObserverFailed(ex.GetType().Name, ex.Message);
         }
     }
 
@@ -190,6 +220,9 @@ internal sealed partial class HeartbeatMonitor : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "heartbeat failure: instance {InstanceId:x} declared failed ({Reason}); breaking its streams")]
     private partial void LogFailed(ulong instanceId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "heartbeat observer threw {ExceptionType}: {Message}")]
+    private partial void LogObserverFailed(string exceptionType, string message);
 
     private sealed class Peer
     {

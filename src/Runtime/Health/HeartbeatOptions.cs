@@ -43,6 +43,9 @@ public sealed class HeartbeatOptions
     /// <summary>How many reply intervals the phi detector remembers. Default 100.</summary>
     public int PhiWindowSize { get; set; } = 100;
 
+    /// <summary>Told of every reply, miss and failure verdict (for logs and tools); none by default.</summary>
+    public IHeartbeatObserver? Observer { get; set; }
+
     /// <summary>Rejects values that cannot work, naming the option.</summary>
     public void Validate()
     {

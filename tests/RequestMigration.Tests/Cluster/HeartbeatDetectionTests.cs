@@ -115,6 +115,22 @@ public sealed class HeartbeatDetectionTests : IDisposable
     }
 
     [Fact]
+    public void The_observer_hears_replies_misses_and_the_verdict_and_cannot_break_the_monitor()
+    {
+        var a = new FakeTarget();
+        var observer = new RecordingObserver();
+        var monitor = Monitor(new HeartbeatOptions { Observer = observer });
+        monitor.Register(_instance, a);
+        Until(() => a.Pings.Count == 1, TimeSpan.FromSeconds(6));
+        _time.Advance(TimeSpan.FromMilliseconds(50));
+        monitor.OnPong(_instance, a.Pings[0]);
+        Until(() => _failures.Count > 0, TimeSpan.FromSeconds(20));
+
+        observer.Seen.ShouldBe(["reply 7 50ms", "missed 7 1", "missed 7 2", "failed 7 2 pings in a row got no reply within 3 s"]);
+        a.InterruptedBy.ShouldNotBeNull("a throwing observer must not stop the streams from being broken");
+    }
+
+    [Fact]
     public void A_reply_resets_the_miss_count()
     {
         var a = new FakeTarget();
@@ -198,6 +214,21 @@ public sealed class HeartbeatDetectionTests : IDisposable
         {
             Elapsed.ShouldBeLessThan(deadline, "the condition did not come true in time");
             _time.Advance(TimeSpan.FromMilliseconds(50));
+        }
+    }
+
+    private sealed class RecordingObserver : IHeartbeatObserver
+    {
+        public List<string> Seen { get; } = [];
+
+        public void OnReply(InstanceRecord instance, TimeSpan roundTrip) => Seen.Add($"reply {instance.InstanceId} {roundTrip.TotalMilliseconds}ms");
+
+        public void OnMissed(InstanceRecord instance, int missesInARow) => Seen.Add($"missed {instance.InstanceId} {missesInARow}");
+
+        public void OnFailed(InstanceRecord instance, string reason)
+        {
+            Seen.Add($"failed {instance.InstanceId} {reason}");
+            throw new InvalidOperationException("observer bug");
         }
     }
 

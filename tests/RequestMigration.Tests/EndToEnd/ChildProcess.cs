@@ -10,7 +10,7 @@ namespace RequestMigration.Tests.EndToEnd;
 internal sealed class ChildProcess : IAsyncDisposable
 {
     /// <summary>Variables removed from the inherited environment so the test machine's settings cannot leak in.</summary>
-    private static readonly string[] ScrubbedPrefixes = ["DYN_", "ETCD_", "CLIENT_", "SERVER_NAME", "FAILURE_MODE", "ITEM_DELAY_MS", "RequestMigration__", "Serilog__"];
+    private static readonly string[] ScrubbedPrefixes = ["DYN_", "ETCD_", "CLIENT_", "SERVER_NAME", "FAILURE_MODE", "ITEM_DELAY_MS", "CONNECTION_SWAP_", "RequestMigration__", "Serilog__"];
 
     private readonly Process _process;
     private readonly Lock _gate = new();
@@ -197,7 +197,8 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <summary>Sends SIGINT (what Ctrl+C in a terminal sends).</summary>
     public Task SendSigintAsync() => SendSignalAsync("INT");
 
-    private async Task SendSignalAsync(string signal)
+    /// <summary>Sends a signal with <c>kill -{signal}</c> (<c>STOP</c> freezes the process with its sockets open; <c>CONT</c> resumes it).</summary>
+    public async Task SendSignalAsync(string signal)
     {
         var psi = new ProcessStartInfo("kill") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
         psi.ArgumentList.Add("-" + signal);

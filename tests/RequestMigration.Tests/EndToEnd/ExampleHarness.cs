@@ -35,6 +35,8 @@ internal sealed partial class ExampleHarness : IAsyncDisposable
 
     public static string ClientDll => Built("Examples.Client");
 
+    public static string ConnectionSwapDll => Built("Examples.ConnectionSwap");
+
     /// <summary>The environment every example process gets (before per-process additions).</summary>
     public Dictionary<string, string> BaseEnvironment() => new(StringComparer.Ordinal)
     {

@@ -545,8 +545,11 @@ internal sealed class QuicClientConnector : IClientConnector
 
         public override FrameWriter Writer => _writer;
 
+        private volatile bool _interrupted;
+
         public override void Interrupt()
         {
+            _interrupted = true;
             try
             {
                 stream.Abort(QuicAbortDirection.Both, QuicErrors.StreamAborted);
@@ -565,7 +568,30 @@ internal sealed class QuicClientConnector : IClientConnector
         protected override async ValueTask OnAbortAsync()
         {
             stream.Abort(QuicAbortDirection.Both, QuicErrors.StreamAborted);
+            if (_interrupted)
+            {
+                // Interrupted because the peer stopped answering heartbeats. Disposing a QuicStream waits for
+                // the peer to acknowledge the abort, which a hung peer never does: msquic gives up on the
+                // connection only at its disconnect timeout (about 16 s), and the request would wait that long
+                // before failing over. Let the stream finish closing in the background instead.
+                _writer.Dispose();
+                await _reader.DisposeAsync().ConfigureAwait(false);
+                _ = DisposeInBackgroundAsync(stream);
+                return;
+            }
+
             await CloseAsync().ConfigureAwait(false);
+        }
+
+        private static async Task DisposeInBackgroundAsync(QuicStream stream)
+        {
+            try
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is QuicException or ObjectDisposedException or OperationCanceledException)
+            {
+            }
         }
 
         private async ValueTask CloseAsync()
