@@ -18,7 +18,9 @@ rm -f "$etcd_log"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 log="$(mktemp)"
 # Normal verbosity prints the reason of every skipped test (QUIC without libmsquic).
-dotnet test RequestMigration.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+# A test stuck for 3 minutes aborts the run, naming it (no test needs anywhere near that long), instead of
+# hanging CI until its own timeout.
+dotnet test RequestMigration.sln -c Release --logger "console;verbosity=normal" --blame-hang-timeout 3m --blame-hang-dump-type none "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # One closing line for the whole run, summed over test assemblies. dotnet test prints either

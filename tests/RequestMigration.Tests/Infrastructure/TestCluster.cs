@@ -20,12 +20,16 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private readonly List<RequestMigrationRuntime> _runtimes = [];
 
-    public TestCluster(TransportKind transport)
+    public TestCluster(TransportKind transport, bool tcpMultiplexing = true)
     {
         Transport = transport;
+        TcpMultiplexing = tcpMultiplexing;
     }
 
     public TransportKind Transport { get; }
+
+    /// <summary>Whether TCP clients multiplex (rm/2) or use one request per connection (the rm/1 fallback).</summary>
+    public bool TcpMultiplexing { get; }
 
     public MemoryKeyValueStore Store { get; } = new();
 
@@ -41,6 +45,7 @@ internal sealed class TestCluster : IAsyncDisposable
 
             // Tests that need routers to catch up with a stopping server set a grace period themselves.
             DeregistrationGracePeriod = TimeSpan.Zero,
+            TcpMultiplexing = TcpMultiplexing,
         };
         configure?.Invoke(o);
         return o;

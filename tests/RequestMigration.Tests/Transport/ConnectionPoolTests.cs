@@ -22,13 +22,16 @@ public abstract class ConnectionPoolTests : IAsyncLifetime
 
     protected abstract TransportKind Kind { get; }
 
+    /// <summary>TCP clients multiplex (rm/2) unless a subclass tests the one-request-per-connection fallback.</summary>
+    protected virtual bool Multiplexed => true;
+
     private protected TestCluster Cluster => _cluster!;
 
     protected static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public virtual ValueTask InitializeAsync()
     {
-        _cluster = new TestCluster(Kind);
+        _cluster = new TestCluster(Kind, Multiplexed);
         return ValueTask.CompletedTask;
     }
 
@@ -157,7 +160,7 @@ public abstract class ConnectionPoolTests : IAsyncLifetime
     }
 }
 
-/// <summary>The pool on TCP + TLS, including what the kernel says about connections the server closed.</summary>
+/// <summary>The pool on multiplexed TCP + TLS, including what the kernel says about connections the server closed.</summary>
 public sealed class TcpConnectionPoolTests : ConnectionPoolTests
 {
     protected override TransportKind Kind => TransportKind.Tcp;
@@ -166,36 +169,64 @@ public sealed class TcpConnectionPoolTests : ConnectionPoolTests
     public async Task After_a_server_restart_no_pooled_connection_is_left_in_CLOSE_WAIT()
     {
         Assert.SkipUnless(File.Exists("/proc/net/tcp"), "Reads socket states from Linux's /proc/net/tcp.");
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var server = await StartAsync();
         var port = Addresses.Split(server.Address).Port;
-        // A second record for the same address, which the server's stop does not remove: the router keeps the
-        // instance (and its pool) and only the sweep can find the closed connection. (Had it seen the instance
-        // leave discovery, it would have dropped the pool at once; another test covers that.)
-        await new InstanceRegistry(Cluster.Store).PutAsync(new InstanceRecord
-        {
-            InstanceId = 0x5eed, Namespace = "test", Component = "backend", Endpoint = "generate", Transport = server.Transport, Address = server.Address,
-        }, 0, Ct);
-        var router = await Cluster.RouterAsync<string, string>(2, time: time);
+        await KeepListedAsync(Cluster, server);
+        var router = await Cluster.RouterAsync<string, string>(2);
         (await TransportConformanceTests.Collect(router.DirectAsync("a", 0x5eed, Ct))).Single().Data.ShouldBe("a");
 
-        // The server goes away and closes the idle connection: the client's end is now in CLOSE_WAIT.
+        // The server goes away and closes the idle connection: a multiplexed connection's reader sees that at
+        // once and closes its end, without any sweep (the clock here is the real one and nothing advances it).
         await server.StopAsync(Ct);
-        (await WaitUntilAsync(() => CloseWaitTo(port) == 1)).ShouldBeTrue($"expected the pooled connection in CLOSE_WAIT, saw {CloseWaitTo(port)}");
-
-        // One sweep of the pool later it is closed, without waiting for a request to stumble on it.
-        time.Advance(TimeSpan.FromSeconds(1));
-        (await WaitUntilAsync(() => CloseWaitTo(port) == 0)).ShouldBeTrue($"{CloseWaitTo(port)} connection(s) still in CLOSE_WAIT");
+        (await WaitUntilAsync(() => CloseWaitTo(port) == 0 && server.ConnectionCount == 0)).ShouldBeTrue($"{CloseWaitTo(port)} connection(s) in CLOSE_WAIT");
     }
 
+    /// <summary>
+    /// A second record for the same address, which the server's stop does not remove: the router keeps the
+    /// instance (and its pool). Had it seen the instance leave discovery, it would have dropped the pool at once.
+    /// </summary>
+    internal static Task KeepListedAsync(TestCluster cluster, EndpointServer server) =>
+        new InstanceRegistry(cluster.Store).PutAsync(new InstanceRecord
+        {
+            InstanceId = 0x5eed, Namespace = "test", Component = "backend", Endpoint = "generate", Transport = server.Transport, Address = server.Address,
+        }, 0, Ct).AsTask();
+
     /// <summary>Sockets in CLOSE_WAIT whose remote end is 127.0.0.1:<paramref name="port"/>.</summary>
-    private static int CloseWaitTo(int port)
+    internal static int CloseWaitTo(int port)
     {
         const string CloseWait = "08";
         var remote = $"0100007F:{port:X4}";
         return File.ReadLines("/proc/net/tcp").Skip(1)
             .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .Count(f => f.Length > 3 && string.Equals(f[2], remote, StringComparison.OrdinalIgnoreCase) && f[3] == CloseWait);
+    }
+}
+
+/// <summary>The pool of the one-request-per-connection TCP client (the fallback for rm/1-only servers).</summary>
+public sealed class LegacyTcpConnectionPoolTests : ConnectionPoolTests
+{
+    protected override TransportKind Kind => TransportKind.Tcp;
+
+    protected override bool Multiplexed => false;
+
+    [Fact]
+    public async Task After_a_server_restart_no_pooled_connection_is_left_in_CLOSE_WAIT()
+    {
+        Assert.SkipUnless(File.Exists("/proc/net/tcp"), "Reads socket states from Linux's /proc/net/tcp.");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var server = await StartAsync();
+        var port = Addresses.Split(server.Address).Port;
+        await TcpConnectionPoolTests.KeepListedAsync(Cluster, server);
+        var router = await Cluster.RouterAsync<string, string>(2, time: time);
+        (await TransportConformanceTests.Collect(router.DirectAsync("a", 0x5eed, Ct))).Single().Data.ShouldBe("a");
+
+        // The server goes away and closes the idle connection: the client's end is now in CLOSE_WAIT.
+        await server.StopAsync(Ct);
+        (await WaitUntilAsync(() => TcpConnectionPoolTests.CloseWaitTo(port) == 1)).ShouldBeTrue($"expected the pooled connection in CLOSE_WAIT, saw {TcpConnectionPoolTests.CloseWaitTo(port)}");
+
+        // One sweep of the pool later it is closed, without waiting for a request to stumble on it.
+        time.Advance(TimeSpan.FromSeconds(1));
+        (await WaitUntilAsync(() => TcpConnectionPoolTests.CloseWaitTo(port) == 0)).ShouldBeTrue($"{TcpConnectionPoolTests.CloseWaitTo(port)} connection(s) still in CLOSE_WAIT");
     }
 }
 

@@ -170,6 +170,27 @@ public sealed class MuxConnectionTests : IAsyncLifetime
         Should.Throw<IOException>(() => client.OpenStream()).Message.ShouldContain("going away");
     }
 
+    [Fact]
+    public async Task A_writer_waiting_for_window_fails_when_the_peer_answers_and_stops_reading_and_keeps_the_answer()
+    {
+        var (client, server) = await PairAsync();
+        var stream = client.OpenStream();
+        await stream.WriteAsync(new byte[] { 1 }, Ct);
+        var serverSide = (await server.AcceptStreamAsync(Ct))!;
+
+        // The client sends far more than the stream window; the server answers after one byte and is done.
+        var big = new byte[2 * 1024 * 1024];
+        var writing = stream.WriteAsync(big, Ct).AsTask();
+        var buffer = new byte[1];
+        await serverSide.ReadExactlyAsync(buffer, Ct);
+        await serverSide.WriteAsync(new byte[] { 77 }, Ct);
+        serverSide.CompleteWrites();
+        await serverSide.DisposeAsync();
+
+        (await Should.ThrowAsync<IOException>(() => writing.WaitAsync(TimeSpan.FromSeconds(10), Ct))).Message.ShouldContain("stopped reading");
+        (await ReadAllAsync(stream)).ShouldBe(new byte[] { 77 });
+    }
+
     [Theory]
     [InlineData("never-opened")]
     [InlineData("reused-id")]

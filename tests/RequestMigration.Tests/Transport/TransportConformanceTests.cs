@@ -25,9 +25,12 @@ public abstract class TransportConformanceTests : IAsyncLifetime
 
     protected static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>TCP clients multiplex (rm/2) unless a subclass tests the one-request-per-connection fallback.</summary>
+    protected virtual bool Multiplexed => true;
+
     public virtual ValueTask InitializeAsync()
     {
-        _cluster = new TestCluster(Kind);
+        _cluster = new TestCluster(Kind, Multiplexed);
         return ValueTask.CompletedTask;
     }
 
@@ -438,6 +441,14 @@ public sealed class TcpTransportConformanceTests : TransportConformanceTests
         yield return ctx.ConnectionId;
     }
 #pragma warning restore CS1998
+}
+
+/// <summary>The conformance suite on the one-request-per-connection TCP client (the fallback for servers that speak only rm/1).</summary>
+public sealed class LegacyTcpTransportConformanceTests : TransportConformanceTests
+{
+    protected override TransportKind Kind => TransportKind.Tcp;
+
+    protected override bool Multiplexed => false;
 }
 
 /// <summary>The conformance suite on QUIC; every test skips with the reason where System.Net.Quic is unsupported.</summary>

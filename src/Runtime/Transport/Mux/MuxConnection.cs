@@ -19,6 +19,7 @@ namespace RequestMigration.Transport.Mux;
 internal sealed partial class MuxConnection : IAsyncDisposable
 {
     private readonly Stream _transport;
+    private readonly TimeProvider _time;
     private readonly bool _isClient;
     private readonly MuxSettings _local;
     private readonly ILogger _logger;
@@ -40,10 +41,15 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     private TaskCompletionSource _creditChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _goingAway;
     private string? _failure;
+
+    // When the last stream ended (or the connection started); null while a stream is open.
+    private long? _idleSince;
     private Task _readLoop = Task.CompletedTask;
 
-    private MuxConnection(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger)
+    private MuxConnection(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger, TimeProvider time)
     {
+        _time = time;
+        _idleSince = time.GetTimestamp();
         _transport = transport;
         _isClient = isClient;
         _local = local;
@@ -95,13 +101,25 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>How long the connection has had no stream open (zero while one is).</summary>
+    public TimeSpan IdleFor
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _idleSince is { } since ? _time.GetElapsedTime(since) : TimeSpan.Zero;
+            }
+        }
+    }
+
     /// <summary>Completes when the read loop has ended (the connection is closed or broken).</summary>
     public Task Completion => _readLoop;
 
     /// <summary>Exchanges settings and starts routing frames. Fails if the peer does not answer within <paramref name="cancellationToken"/>.</summary>
-    public static async Task<MuxConnection> StartAsync(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger, CancellationToken cancellationToken)
+    public static async Task<MuxConnection> StartAsync(Stream transport, bool isClient, MuxSettings local, string id, ILogger logger, CancellationToken cancellationToken, TimeProvider? time = null)
     {
-        var connection = new MuxConnection(transport, isClient, local, id, logger);
+        var connection = new MuxConnection(transport, isClient, local, id, logger, time ?? TimeProvider.System);
         var settings = new byte[12];
         BinaryPrimitives.WriteInt32BigEndian(settings, local.MaxConcurrentStreams);
         BinaryPrimitives.WriteInt32BigEndian(settings.AsSpan(4), local.InitialStreamWindow);
@@ -141,6 +159,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
             _nextLocalId += 2;
             var stream = new MuxStream(this, id, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: true);
             _streams[id] = stream;
+            _idleSince = null;
             return stream;
         }
     }
@@ -211,6 +230,13 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     internal void SendFin(MuxStream stream, bool open) =>
         _ = SendQuietlyAsync(MuxFrameType.Data, (open ? MuxFlags.Open : MuxFlags.None) | MuxFlags.Fin, stream.Id, ReadOnlyMemory<byte>.Empty);
 
+    internal void SendStopSending(MuxStream stream)
+    {
+        var payload = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, MuxProtocol.CodeNone);
+        _ = SendQuietlyAsync(MuxFrameType.StopSending, MuxFlags.None, stream.Id, payload);
+    }
+
     internal void SendReset(MuxStream stream, uint code)
     {
         var payload = new byte[4];
@@ -280,6 +306,11 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                 return;
             }
 
+            if (_streams.Count == 0)
+            {
+                _idleSince = _time.GetTimestamp();
+            }
+
             // A freed slot is also a reason for a waiting writer of this stream to look again (it fails now).
             wake = _creditChanged;
             _creditChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -300,9 +331,9 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                     throw new IOException(failure);
                 }
 
-                if (stream.IsReset)
+                if (stream.CannotWrite)
                 {
-                    throw new IOException($"mux stream {stream.Id} was reset");
+                    throw new IOException(stream.IsReset ? $"mux stream {stream.Id} was reset" : $"the peer stopped reading mux stream {stream.Id}");
                 }
 
                 var n = (int)Math.Min(want, Math.Min(stream.SendCredit, _sendCredit));
@@ -498,6 +529,19 @@ internal sealed partial class MuxConnection : IAsyncDisposable
             case MuxFrameType.GoAway:
                 OnGoAway(h, payload);
                 break;
+            case MuxFrameType.StopSending:
+                if (h.Length != 4)
+                {
+                    throw new MuxProtocolException($"a StopSending frame carries 4 bytes, not {h.Length}");
+                }
+
+                if (Find(h.StreamId) is { } stopped)
+                {
+                    stopped.OnStopSending();
+                    WakeCreditWaiters();
+                }
+
+                break;
             default:
                 throw new MuxProtocolException($"unknown frame type 0x{(byte)h.Type:x2}");
         }
@@ -630,6 +674,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
 
         var stream = new MuxStream(this, id, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: false);
         _streams[id] = stream;
+        _idleSince = null;
         return stream;
     }
 
@@ -684,6 +729,18 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         {
             Fail($"the peer closed mux connection {Id}: {reason}");
         }
+    }
+
+    private void WakeCreditWaiters()
+    {
+        TaskCompletionSource wake;
+        lock (_gate)
+        {
+            wake = _creditChanged;
+            _creditChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        wake.TrySetResult();
     }
 
     private MuxStream? Find(uint id)

@@ -18,6 +18,8 @@ namespace RequestMigration.Transport.Mux;
 /// <item><c>Reset</c>: <c>[u32 code]</c>; ends both directions of the stream at once.</item>
 /// <item><c>GoAway</c> (stream 0): <c>[u32 last stream id][u32 code][utf-8 reason]</c>; no new streams after it.
 /// Code 0 is a graceful close; anything else is a protocol error that also closes the connection.</item>
+/// <item><c>StopSending</c>: <c>[u32 code]</c>; the sender will not read the stream any more (it answered and
+/// finished, say): the peer's writes fail, but nothing the peer already received is taken back.</item>
 /// </list>
 /// </remarks>
 internal static class MuxProtocol
@@ -57,6 +59,7 @@ internal enum MuxFrameType : byte
     Reset = 3,
     GoAway = 4,
     Settings = 5,
+    StopSending = 6,
 }
 
 [Flags]

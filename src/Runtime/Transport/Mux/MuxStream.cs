@@ -32,6 +32,9 @@ internal sealed class MuxStream : Stream
     // 1 once the connection has been told the stream is done (it then forgets the stream id).
     private int _retired;
 
+    // 1 once the peer said it will not read any more: our writes fail instead of waiting for credit.
+    private int _writeStopped;
+
     internal MuxStream(MuxConnection connection, uint id, int sendCredit, int receiveWindow, bool openedHere)
     {
         _connection = connection;
@@ -53,6 +56,9 @@ internal sealed class MuxStream : Stream
     internal int UnackedConsumed { get; set; }
 
     internal bool IsReset => Volatile.Read(ref _reset) != 0;
+
+    /// <summary>Writing is pointless: the stream was reset, or the peer stopped reading it.</summary>
+    internal bool CannotWrite => IsReset || Volatile.Read(ref _writeStopped) != 0;
 
     internal bool RemoteFinished
     {
@@ -241,6 +247,9 @@ internal sealed class MuxStream : Stream
         }
     }
 
+    /// <summary>The peer will not read this stream any more: writes fail from now on; reading goes on.</summary>
+    internal void OnStopSending() => Interlocked.Exchange(ref _writeStopped, 1);
+
     /// <summary>The peer reset the stream: reads fail from now on.</summary>
     internal void OnRemoteReset(uint code)
     {
@@ -275,10 +284,15 @@ internal sealed class MuxStream : Stream
         {
             // Dropped before our side finished: the peer must hear that the stream is abandoned. Once our
             // FIN is out, what we wrote stands (as a QUIC stream's does): a reset would make the peer drop
-            // bytes it has not read yet, such as the response's last frames. We just stop reading.
+            // bytes it has not read yet, such as the response's last frames. We only stop reading, and say
+            // so if the peer may still be writing, or it could wait for window forever.
             if (Volatile.Read(ref _finSent) == 0)
             {
                 Abort();
+            }
+            else if (!RemoteFinished && !IsReset && Volatile.Read(ref _retired) == 0)
+            {
+                _connection.SendStopSending(this);
             }
 
             FailReads("the stream was disposed");

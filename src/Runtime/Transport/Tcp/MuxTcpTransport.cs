@@ -175,7 +175,7 @@ internal sealed partial class MuxClientConnector : IClientConnector
             }
 
             var id = $"tcp-m{Interlocked.Increment(ref _nextId)}";
-            return await MuxConnection.StartAsync(ssl, isClient: true, MuxSettings.Default(maxConcurrentStreams: 1), id, _logger, timeout.Token).ConfigureAwait(false);
+            return await MuxConnection.StartAsync(ssl, isClient: true, MuxSettings.Default(maxConcurrentStreams: 1), id, _logger, timeout.Token, _time).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
@@ -225,7 +225,6 @@ internal sealed partial class MuxClientConnector : IClientConnector
     {
         private readonly Lock _gate = new();
         private readonly List<MuxConnection> _connections = [];
-        private readonly Dictionary<MuxConnection, long> _idleSince = [];
         private Task<MuxConnection?>? _connecting;
         private bool _retired;
         private long _lastUsed = owner._time.GetTimestamp();
@@ -298,29 +297,11 @@ internal sealed partial class MuxClientConnector : IClientConnector
             List<MuxConnection>? close = null;
             lock (_gate)
             {
-                var now = owner._time.GetTimestamp();
                 foreach (var c in _connections)
                 {
-                    if (c.ActiveStreams > 0)
-                    {
-                        _idleSince.Remove(c);
-                        if (!c.IsAlive && c.Completion.IsCompleted)
-                        {
-                            (close ??= []).Add(c);
-                        }
-
-                        continue;
-                    }
-
-                    if (!c.IsAlive || _retired)
-                    {
-                        (close ??= []).Add(c);
-                    }
-                    else if (!_idleSince.TryGetValue(c, out var since))
-                    {
-                        _idleSince[c] = now;
-                    }
-                    else if (owner._time.GetElapsedTime(since, now) >= idleTimeout)
+                    var broken = !c.IsAlive && c.Completion.IsCompleted;
+                    var idle = c.ActiveStreams == 0 && (!c.IsAlive || _retired || c.IdleFor >= idleTimeout);
+                    if (broken || idle)
                     {
                         (close ??= []).Add(c);
                     }
@@ -329,7 +310,6 @@ internal sealed partial class MuxClientConnector : IClientConnector
                 foreach (var c in close ?? [])
                 {
                     _connections.Remove(c);
-                    _idleSince.Remove(c);
                 }
             }
 

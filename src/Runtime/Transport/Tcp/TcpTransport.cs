@@ -134,7 +134,7 @@ internal sealed partial class TcpTransportListener : ITransportListener
             if (ssl.NegotiatedApplicationProtocol == TlsConfiguration.MuxAlpn)
             {
                 // Many streams over this connection, each served as a QUIC stream would be.
-                var mux = await MuxConnection.StartAsync(ssl, isClient: false, MuxSettings.Default(_settings.Limits.MaxConcurrentStreamsPerConnection), id, _logger, linked.Token).ConfigureAwait(false);
+                var mux = await MuxConnection.StartAsync(ssl, isClient: false, MuxSettings.Default(_settings.Limits.MaxConcurrentStreamsPerConnection), id, _logger, linked.Token, _settings.Time).ConfigureAwait(false);
                 connection = new MuxServerConnection(id, remote?.ToString() ?? "?", mux, ticket);
             }
             else
