@@ -90,13 +90,15 @@ internal static class CallTracing
         span.Dispose();
     }
 
-    /// <summary>The call moves on to another attempt after a counted failure.</summary>
-    public static void Failover(Activity? call, CallBudget budget)
+    /// <summary>The call leaves <paramref name="from"/> for another attempt after it failed (counted or not).</summary>
+    public static void Failover(Activity? call, InstanceRecord from, AttemptOutcome outcome, int attempt)
     {
         call?.AddEvent(new ActivityEvent("failover", tags: new ActivityTagsCollection
         {
-            [Attr.Attempt] = budget.AttemptNumber,
-            ["reason"] = budget.LastFailure?.Error,
+            [Attr.InstanceId] = from.InstanceId.ToString("x", CultureInfo.InvariantCulture),
+            [Attr.Attempt] = attempt,
+            [Attr.Outcome] = Name(outcome.Result),
+            ["reason"] = outcome.Error,
         }));
     }
 

@@ -204,6 +204,10 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 
                 observer?.OnAttemptEnded(record, header.Attempt, attempt.ItemsRead, outcome.Result == AttemptResult.Completed ? null : outcome.Error);
                 step = OnAttemptEnded(budget, outcome, instance, attempt.ItemsRead, requestId, header.Attempt, call);
+                if (step is NextStep.Retry or NextStep.RetryQuietly && outcome.Result != AttemptResult.StaleConnection)
+                {
+                    CallTracing.Failover(call, record, outcome, header.Attempt);
+                }
                 if (!_options.Migration && (step == NextStep.Retry || (step == NextStep.Fail && !outcome.EndsCall)))
                 {
                     // Without migration the next attempt starts over, so the consumer must know where it begins.
@@ -221,7 +225,6 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                     CallTracing.EndCall(call, error);
                     throw error;
                 case NextStep.Retry:
-                    CallTracing.Failover(call, budget);
                     RuntimeMetrics.Failovers.Add(1, _endpointTag);
                     Log.Retrying(_logger, requestId, budget.FailedAttempts + 1, budget.MaxAttempts, Endpoint.Path);
                     break;

@@ -236,7 +236,10 @@ internal sealed class StreamSession
         _busy = true;
         DisarmIdleTimer();
         _responseEnded = false;
-        return RunHandlerAsync(run, header, invoker.Endpoint.Path, ct);
+
+        // Started here, so the handler's task (created next) runs with it as Activity.Current.
+        var span = ServerTracing.Start(header, invoker.Endpoint.Path, _server.InstanceId);
+        return RunHandlerAsync(run, header, invoker.Endpoint.Path, span, ct);
     }
 
     private void AnswerPing(ulong sequence)
@@ -298,9 +301,10 @@ internal sealed class StreamSession
         await TrySendErrorAsync(code, message).ConfigureAwait(false);
     }
 
-    private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, CancellationToken ct)
+    private async Task RunHandlerAsync(Func<FrameWriter, Func<CancellationToken, ValueTask>, CancellationToken, Task> run, RequestHeader header, string endpoint, System.Diagnostics.Activity? span, CancellationToken ct)
     {
         var aborted = false;
+        var outcome = "completed";
         try
         {
             await run(_writer, FlushToPeerAsync, ct).ConfigureAwait(false);
@@ -311,6 +315,7 @@ internal sealed class StreamSession
         }
         catch (AbortStreamException ex)
         {
+            outcome = "cut";
             // What the handler produced before the cut is delivered (as a real crash after a write
             // would); only the end frame is missing.
             try
@@ -327,6 +332,7 @@ internal sealed class StreamSession
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
+            outcome = "cancelled";
             Log.Cancelled(_logger, header.RequestId, endpoint, _cancelReason ?? "the server is stopping");
             if (!_rejecting || _flushInterrupted)
             {
@@ -336,6 +342,7 @@ internal sealed class StreamSession
         }
         catch (PeerWriteException ex)
         {
+            outcome = "consumer_gone";
             // Writing to the consumer failed: it is gone. Nothing to tell it; the cause is worth a debug line.
             Log.Cancelled(_logger, header.RequestId, endpoint, "writing to the consumer failed", ex.InnerException);
             _connection.Abort(_stream);
@@ -343,20 +350,24 @@ internal sealed class StreamSession
         }
         catch (ProtocolException ex)
         {
+            outcome = "protocol_error";
             Log.HandlerFailed(_logger, ex, header.RequestId, endpoint);
             await TrySendErrorAsync(ex.Code, ex.Message).ConfigureAwait(false);
         }
         catch (EndpointErrorException ex)
         {
+            outcome = "endpoint_error";
             await TrySendErrorAsync(ErrorCode.Handler, ex.Message).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
+            outcome = "handler_failed";
             Log.HandlerFailed(_logger, ex, header.RequestId, endpoint);
             await TrySendErrorAsync(ErrorCode.Handler, $"endpoint handler failed ({ex.GetType().Name})").ConfigureAwait(false);
         }
         finally
         {
+            ServerTracing.End(span, outcome);
             if (!_responseEnded && !aborted && !_rejecting)
             {
                 // Backstop: a response must end with End or Error, or the stream is reset, never left open
