@@ -35,6 +35,9 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     private MuxSettings _remote;
     private uint _nextLocalId;
     private uint _lastRemoteId;
+
+    // Streams opened here whose first frame has not gone out yet (no id, not in _streams).
+    private int _opening;
     private long _sendCredit;
     private long _receiveWindowLeft;
     private long _unackedConsumed;
@@ -72,7 +75,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         {
             lock (_gate)
             {
-                return _streams.Count;
+                return _streams.Count + _opening;
             }
         }
     }
@@ -84,7 +87,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         {
             lock (_gate)
             {
-                return _failure is null && !_goingAway && _streams.Count < _remote.MaxConcurrentStreams;
+                return _failure is null && !_goingAway && _streams.Count + _opening < _remote.MaxConcurrentStreams;
             }
         }
     }
@@ -150,15 +153,15 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                 throw new IOException(failure);
             }
 
-            if (_goingAway || _streams.Count >= _remote.MaxConcurrentStreams)
+            var open = _streams.Count + _opening;
+            if (_goingAway || open >= _remote.MaxConcurrentStreams)
             {
-                throw new IOException($"mux connection {Id} takes no new streams ({(_goingAway ? "going away" : $"{_streams.Count} of {_remote.MaxConcurrentStreams} open")})");
+                throw new IOException($"mux connection {Id} takes no new streams ({(_goingAway ? "going away" : $"{open} of {_remote.MaxConcurrentStreams} open")})");
             }
 
-            var id = _nextLocalId;
-            _nextLocalId += 2;
-            var stream = new MuxStream(this, id, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: true);
-            _streams[id] = stream;
+            // The id comes with the first frame (see SendFrameAsync), so ids go out in order.
+            var stream = new MuxStream(this, 0, _remote.InitialStreamWindow, _local.InitialStreamWindow, openedHere: true);
+            _opening++;
             _idleSince = null;
             return stream;
         }
@@ -219,7 +222,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
             var n = want == 0 ? 0 : await AcquireCreditAsync(stream, want, cancellationToken).ConfigureAwait(false);
             var last = n == data.Length;
             var flags = (open ? MuxFlags.Open : MuxFlags.None) | (fin && last ? MuxFlags.Fin : MuxFlags.None);
-            await SendFrameAsync(MuxFrameType.Data, flags, stream.Id, data[..n], cancellationToken).ConfigureAwait(false);
+            await SendFrameAsync(MuxFrameType.Data, flags, stream.Id, data[..n], cancellationToken, open ? stream : null).ConfigureAwait(false);
             open = false;
             data = data[n..];
         }
@@ -228,7 +231,7 @@ internal sealed partial class MuxConnection : IAsyncDisposable
 
     /// <summary>Sends the end of a stream's writes (not awaited: a FIN is tiny and must not block the caller).</summary>
     internal void SendFin(MuxStream stream, bool open) =>
-        _ = SendQuietlyAsync(MuxFrameType.Data, (open ? MuxFlags.Open : MuxFlags.None) | MuxFlags.Fin, stream.Id, ReadOnlyMemory<byte>.Empty);
+        _ = SendQuietlyAsync(MuxFrameType.Data, (open ? MuxFlags.Open : MuxFlags.None) | MuxFlags.Fin, stream.Id, ReadOnlyMemory<byte>.Empty, open ? stream : null);
 
     internal void SendStopSending(MuxStream stream)
     {
@@ -301,7 +304,12 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         TaskCompletionSource? wake;
         lock (_gate)
         {
-            if (!_streams.Remove(stream.Id))
+            if (stream.Id == 0)
+            {
+                // Closed before its first frame went out; SendFrameAsync will not open it any more (it is reset).
+                _opening--;
+            }
+            else if (!_streams.Remove(stream.Id))
             {
                 return;
             }
@@ -351,7 +359,13 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         }
     }
 
-    private async ValueTask SendFrameAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    /// <param name="type">Frame type.</param>
+    /// <param name="flags">Frame flags.</param>
+    /// <param name="streamId">The stream, or 0 for the connection (ignored when <paramref name="opening"/> is set).</param>
+    /// <param name="payload">The payload.</param>
+    /// <param name="cancellationToken">Cancels the wait for the write lock only.</param>
+    /// <param name="opening">A stream opened here whose first frame this is: it gets its id now, under the write lock.</param>
+    private async ValueTask SendFrameAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken, MuxStream? opening = null)
     {
         var size = MuxProtocol.HeaderSize + payload.Length;
         var buffer = ArrayPool<byte>.Shared.Rent(size);
@@ -368,19 +382,14 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                     throw new IOException(failure);
                 }
 
-                // Not cancellable once started: a frame cut in half would break every stream of the connection.
-                await _transport.WriteAsync(buffer.AsMemory(0, size), CancellationToken.None).ConfigureAwait(false);
-                await _transport.FlushAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not IOException || Volatile.Read(ref _failure) is null)
-            {
-                if (ex is OperationCanceledException)
+                if (opening is not null)
                 {
-                    throw;
+                    // A stream reset before its first frame: the peer never hears of it (a stream-level error only).
+                    var id = AssignId(opening) ?? throw new IOException($"mux stream was reset before it was opened");
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(6), id);
                 }
 
-                Fail($"writing to mux connection {Id} failed: {ex.Message}");
-                throw new IOException($"writing to mux connection {Id} failed: {ex.Message}", ex);
+                await WriteLockedAsync(buffer, size).ConfigureAwait(false);
             }
             finally
             {
@@ -393,11 +402,49 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         }
     }
 
-    private async Task SendQuietlyAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload)
+    /// <summary>Writes one whole frame (caller holds the write lock). A failure here breaks the connection.</summary>
+    private async ValueTask WriteLockedAsync(byte[] buffer, int size)
     {
         try
         {
-            await SendFrameAsync(type, flags, streamId, payload, CancellationToken.None).ConfigureAwait(false);
+            // Not cancellable once started: a frame cut in half would break every stream of the connection.
+            await _transport.WriteAsync(buffer.AsMemory(0, size), CancellationToken.None).ConfigureAwait(false);
+            await _transport.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Fail($"writing to mux connection {Id} failed: {ex.Message}");
+            throw new IOException($"writing to mux connection {Id} failed: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>
+    /// Gives a stream opened here its id and registers it (caller holds the write lock, so ids go out in order);
+    /// null when the stream was reset before its first frame went out.
+    /// </summary>
+    private uint? AssignId(MuxStream stream)
+    {
+        lock (_gate)
+        {
+            if (stream.IsReset)
+            {
+                return null;
+            }
+
+            var id = _nextLocalId;
+            _nextLocalId += 2;
+            stream.AssignId(id);
+            _streams[id] = stream;
+            _opening--;
+            return id;
+        }
+    }
+
+    private async Task SendQuietlyAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, MuxStream? opening = null)
+    {
+        try
+        {
+            await SendFrameAsync(type, flags, streamId, payload, CancellationToken.None, opening).ConfigureAwait(false);
         }
         catch (IOException)
         {

@@ -44,7 +44,13 @@ internal sealed class MuxStream : Stream
         _openSent = !openedHere;
     }
 
-    public uint Id { get; }
+    /// <summary>
+    /// The stream id; 0 for a stream opened here until its first frame goes out. Ids are handed out under the
+    /// connection's write lock, so they reach the wire in increasing order however many streams open at once.
+    /// </summary>
+    public uint Id { get; private set; }
+
+    internal void AssignId(uint id) => Id = id;
 
     /// <summary>Bytes we may still send (guarded by the connection's gate).</summary>
     internal int SendCredit { get; set; }
@@ -191,7 +197,9 @@ internal sealed class MuxStream : Stream
 
         var wasRetired = Volatile.Read(ref _retired) != 0;
         FailReads("the stream was reset by this side");
-        if (!wasRetired)
+
+        // A stream whose first frame never went out (id 0) is unknown to the peer: nothing to reset there.
+        if (!wasRetired && Id != 0)
         {
             _connection.SendReset(this, code);
         }

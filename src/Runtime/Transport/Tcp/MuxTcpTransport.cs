@@ -120,7 +120,7 @@ internal sealed partial class MuxClientConnector : IClientConnector
             try
             {
                 var stream = connection.OpenStream();
-                return new MuxClientStream($"{connection.Id}#{stream.Id}", stream, _maxFrameSize) { Reused = reused };
+                return new MuxClientStream(connection.Id, stream, _maxFrameSize) { Reused = reused };
             }
             catch (IOException) when (attempt == 0)
             {
@@ -395,12 +395,13 @@ internal sealed partial class MuxClientConnector : IClientConnector
     // Pools whose address was forgotten while they still had busy connections: swept until they are empty.
     private readonly ConcurrentQueue<AddressPool> _orphans = new();
 
-    private sealed class MuxClientStream(string id, MuxStream stream, int maxFrameSize) : ClientStream
+    private sealed class MuxClientStream(string connectionId, MuxStream stream, int maxFrameSize) : ClientStream
     {
         private readonly FrameReader _reader = new(stream, maxFrameSize);
         private readonly FrameWriter _writer = new(stream, maxFrameSize);
 
-        public override string ConnectionId => id;
+        // The stream's id is known once its first frame went out.
+        public override string ConnectionId => $"{connectionId}#{stream.Id}";
 
         public override FrameReader Reader => _reader;
 
