@@ -23,7 +23,16 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     private readonly bool _isClient;
     private readonly MuxSettings _local;
     private readonly ILogger _logger;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    // The send queue, guarded by _sendGate: whole frames waiting for the writer, in order. A sender that finds no
+    // writer running becomes it and writes everything queued in one go (one TLS record and one syscall for what
+    // many streams sent meanwhile); ids of opening streams are handed out as their frames are queued, so they
+    // go out in order. _drained is completed whenever the queue empties, for senders over the byte cap.
+    private readonly Lock _sendGate = new();
+    private List<(byte[] Buffer, int Size)> _pending = [];
+    private List<(byte[] Buffer, int Size)> _spare = [];
+    private long _pendingBytes;
+    private bool _writing;
+    private TaskCompletionSource? _drained;
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _closed = new();
     private readonly Channel<MuxStream>? _accepted;
@@ -359,62 +368,165 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Queued bytes above which senders wait for the writer (a slow peer holds back its senders, not memory).</summary>
+    private const long MaxPendingBytes = 1024 * 1024;
+
+    /// <summary>Most batches one sender writes for others before a background task takes over.</summary>
+    private const int MaxInlineBatches = 4;
+
     /// <param name="type">Frame type.</param>
     /// <param name="flags">Frame flags.</param>
     /// <param name="streamId">The stream, or 0 for the connection (ignored when <paramref name="opening"/> is set).</param>
     /// <param name="payload">The payload.</param>
-    /// <param name="cancellationToken">Cancels the wait for the write lock only.</param>
-    /// <param name="opening">A stream opened here whose first frame this is: it gets its id now, under the write lock.</param>
-    private async ValueTask SendFrameAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken, MuxStream? opening = null)
+    /// <param name="cancellationToken">Cancels a wait for room in the queue only.</param>
+    /// <param name="opening">A stream opened here whose first frame this is: it gets its id as the frame is queued.</param>
+    private ValueTask SendFrameAsync(MuxFrameType type, MuxFlags flags, uint streamId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken, MuxStream? opening = null)
     {
         var size = MuxProtocol.HeaderSize + payload.Length;
         var buffer = ArrayPool<byte>.Shared.Rent(size);
-        try
+        MuxProtocol.WriteHeader(buffer, payload.Length, type, flags, streamId);
+        payload.Span.CopyTo(buffer.AsSpan(MuxProtocol.HeaderSize));
+        bool write;
+        Task? room = null;
+        lock (_sendGate)
         {
-            // Header and payload in one write: one TLS record, not two.
-            MuxProtocol.WriteHeader(buffer, payload.Length, type, flags, streamId);
-            payload.Span.CopyTo(buffer.AsSpan(MuxProtocol.HeaderSize));
-            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (Volatile.Read(ref _failure) is { } failure)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                throw new IOException(failure);
+            }
+
+            if (opening is not null)
+            {
+                // A stream reset before its first frame: the peer never hears of it (a stream-level error only).
+                if (AssignId(opening) is not { } id)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    throw new IOException("mux stream was reset before it was opened");
+                }
+
+                BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(6), id);
+            }
+
+            _pending.Add((buffer, size));
+            _pendingBytes += size;
+            write = !_writing;
+            _writing = true;
+            if (!write && _pendingBytes > MaxPendingBytes)
+            {
+                room = (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            }
+        }
+
+        if (write)
+        {
+            return DrainAsync(MaxInlineBatches);
+        }
+
+        return room is null ? ValueTask.CompletedTask : new ValueTask(room.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>
+    /// Writes what is queued, batch by batch, until the queue is empty (then the writer role is released) or
+    /// <paramref name="batches"/> batches were written (then a background task carries on). A failure here
+    /// breaks the connection.
+    /// </summary>
+    private async ValueTask DrainAsync(int batches)
+    {
+        for (var round = 0; ; round++)
+        {
+            List<(byte[] Buffer, int Size)> batch;
+            TaskCompletionSource? drained;
+            lock (_sendGate)
+            {
+                if (_pending.Count == 0 || _failure is not null)
+                {
+                    _writing = false;
+                    drained = _drained;
+                    _drained = null;
+                    drained?.TrySetResult();
+                    return;
+                }
+
+                if (round == batches)
+                {
+                    // Enough done for others: this sender's own frame went out long ago.
+                    _ = Task.Run(() => DrainAsync(int.MaxValue).AsTask());
+                    return;
+                }
+
+                batch = _pending;
+                _pending = _spare;
+                _pendingBytes = 0;
+                drained = _drained;
+                _drained = null;
+            }
+
+            drained?.TrySetResult();
             try
             {
-                if (Volatile.Read(ref _failure) is { } failure)
-                {
-                    throw new IOException(failure);
-                }
-
-                if (opening is not null)
-                {
-                    // A stream reset before its first frame: the peer never hears of it (a stream-level error only).
-                    var id = AssignId(opening) ?? throw new IOException($"mux stream was reset before it was opened");
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(6), id);
-                }
-
-                await WriteLockedAsync(buffer, size).ConfigureAwait(false);
+                await WriteBatchAsync(batch).ConfigureAwait(false);
             }
             finally
             {
-                _writeLock.Release();
+                foreach (var (buffer, _) in batch)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+
+                batch.Clear();
+                lock (_sendGate)
+                {
+                    _spare = batch;
+                }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
-    /// <summary>Writes one whole frame (caller holds the write lock). A failure here breaks the connection.</summary>
-    private async ValueTask WriteLockedAsync(byte[] buffer, int size)
+    private async ValueTask WriteBatchAsync(List<(byte[] Buffer, int Size)> batch)
     {
+        byte[]? joined = null;
         try
         {
-            // Not cancellable once started: a frame cut in half would break every stream of the connection.
-            await _transport.WriteAsync(buffer.AsMemory(0, size), CancellationToken.None).ConfigureAwait(false);
+            ReadOnlyMemory<byte> bytes;
+            if (batch.Count == 1)
+            {
+                bytes = batch[0].Buffer.AsMemory(0, batch[0].Size);
+            }
+            else
+            {
+                var total = 0;
+                foreach (var (_, size) in batch)
+                {
+                    total += size;
+                }
+
+                joined = ArrayPool<byte>.Shared.Rent(total);
+                var offset = 0;
+                foreach (var (buffer, size) in batch)
+                {
+                    buffer.AsSpan(0, size).CopyTo(joined.AsSpan(offset));
+                    offset += size;
+                }
+
+                bytes = joined.AsMemory(0, total);
+            }
+
+            // Not cancellable once started: frames cut in half would break every stream of the connection.
+            await _transport.WriteAsync(bytes, CancellationToken.None).ConfigureAwait(false);
             await _transport.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex)
         {
             Fail($"writing to mux connection {Id} failed: {ex.Message}");
             throw new IOException($"writing to mux connection {Id} failed: {ex.Message}", ex);
+        }
+        finally
+        {
+            if (joined is not null)
+            {
+                ArrayPool<byte>.Shared.Return(joined);
+            }
         }
     }
 
@@ -816,6 +928,22 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         }
 
         wake.TrySetResult();
+        TaskCompletionSource? drained;
+        lock (_sendGate)
+        {
+            // Frames nobody will write: give their buffers back and release senders waiting for room.
+            foreach (var (buffer, _) in _pending)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            _pending.Clear();
+            _pendingBytes = 0;
+            drained = _drained;
+            _drained = null;
+        }
+
+        drained?.TrySetResult();
         _ready.TrySetException(new IOException(reason));
         _accepted?.Writer.TryComplete();
         foreach (var s in streams)
