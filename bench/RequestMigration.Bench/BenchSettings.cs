@@ -23,6 +23,9 @@ internal sealed record BenchSettings
     /// <summary>Concurrent callers and timed window of the request-rate figure.</summary>
     public int RequestCallers { get; init; } = 32;
 
+    /// <summary>Callers of the second request-rate figure: many more concurrent streams than connections.</summary>
+    public int HighFanInCallers { get; init; } = 256;
+
     public int RequestItems { get; init; } = 10;
 
     public required TimeSpan RequestWarmup { get; init; }

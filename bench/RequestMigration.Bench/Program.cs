@@ -86,11 +86,11 @@ async Task RunTransportAsync(TransportKind transport, TransportFigures figures)
     var name = transport == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
     figures.Transport = name;
     figures.ThroughputItems = settings.ThroughputItems;
-    figures.RequestCallers = settings.RequestCallers;
 
     // gRPC (always HTTP/2 over TCP) is measured inside the same figures, interleaved with ours.
     await Section($"{name} throughput (ours, raw, gRPC)", figures, () => Throughput.RunAsync(transport, settings, figures));
-    await Section($"{name} request rate (ours, gRPC)", figures, () => RequestRate.RunAsync(transport, settings, figures));
+    await Section($"{name} request rate, {settings.RequestCallers} callers (ours, gRPC)", figures, () => RequestRate.RunAsync(transport, settings, settings.RequestCallers, figures.RequestRate));
+    await Section($"{name} request rate, {settings.HighFanInCallers} callers (ours, gRPC)", figures, () => RequestRate.RunAsync(transport, settings, settings.HighFanInCallers, figures.RequestRateHighFanIn));
     await Section($"{name} failover gap", figures, () => FailoverGap.RunAsync(transport, settings, figures));
     await Section($"{name} idle-stream memory (ours, gRPC)", figures, () => IdleStreamMemory.RunAsync(transport, settings, figures, results.OpenFilesLimit));
     figures.ComputeRatios();

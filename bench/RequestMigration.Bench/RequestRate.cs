@@ -7,10 +7,11 @@ using RequestMigration.Transport;
 namespace RequestMigration.Bench;
 
 /// <summary>
-/// Figure 2: short requests (one request, 10 items, end) from 32 concurrent callers over 2 server instances.
-/// Ours: PushRouter in round robin. gRPC: one channel with gRPC's client-side round_robin load balancing over
-/// the same two servers (Grpc.Net.Client static resolver + RoundRobinConfig), i.e. one HTTP/2 connection per
-/// server carrying many calls; ours opens a pooled TCP+TLS connection per concurrent request instead.
+/// Figure 2: short requests (one request, 10 items, end) from 32 (and, as a second figure, 256) concurrent callers
+/// over 2 server instances. Ours: PushRouter in round robin; on TCP, streams multiplexed (rm/2) over a pool of
+/// TCP+TLS connections per instance that grows with load, on QUIC, one stream per request over one connection.
+/// gRPC: one channel with gRPC's client-side round_robin load balancing over the same two servers
+/// (Grpc.Net.Client static resolver + RoundRobinConfig), i.e. one HTTP/2 connection per server carrying many calls.
 /// </summary>
 /// <remarks>
 /// After a warm-up of each side, ours and gRPC are timed in alternating rounds; the rate is all requests
@@ -35,8 +36,9 @@ internal static class RequestRate
         public List<long> Latencies { get; } = [];
     }
 
-    public static async Task RunAsync(TransportKind transport, BenchSettings settings, TransportFigures figures)
+    public static async Task RunAsync(TransportKind transport, BenchSettings settings, int callers, RequestRateFigures figures)
     {
+        figures.Callers = callers;
         await using var ours = await OurCluster.StartAsync(transport, Servers);
         await using var grpc = await GrpcCluster.StartAsync(Servers);
         var router = await ours.CreateRouterAsync(new RouterOptions { LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin });
@@ -50,7 +52,7 @@ internal static class RequestRate
         ];
         foreach (var side in sides)
         {
-            await DriveAsync(settings.RequestCallers, settings.RequestWarmup, side.Request, null);
+            await DriveAsync(callers, settings.RequestWarmup, side.Request, null);
         }
 
         BenchEndpoint.Served.Clear();
@@ -63,7 +65,7 @@ internal static class RequestRate
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
                 var cpu0 = Cpu.ProcessTime();
-                side.Completed += await DriveAsync(settings.RequestCallers, settings.RequestRoundDuration, side.Request, side.Latencies);
+                side.Completed += await DriveAsync(callers, settings.RequestRoundDuration, side.Request, side.Latencies);
                 side.Cpu += Cpu.ProcessTime() - cpu0;
                 side.Seconds += settings.RequestRoundDuration.TotalSeconds;
             }
@@ -77,16 +79,16 @@ internal static class RequestRate
         }
 
         var (o, g) = (sides[0], sides[1]);
-        figures.RequestRatePerSec = o.Completed / o.Seconds;
-        figures.RequestLatencyMsP50 = Stats.PercentileMs(o.Latencies, 50);
-        figures.RequestLatencyMsP99 = Stats.PercentileMs(o.Latencies, 99);
-        figures.RequestCpuUsPerRequest = o.Cpu.TotalMicroseconds / o.Completed;
-        figures.GrpcRequestRatePerSec = g.Completed / g.Seconds;
-        figures.GrpcRequestLatencyMsP50 = Stats.PercentileMs(g.Latencies, 50);
-        figures.GrpcRequestLatencyMsP99 = Stats.PercentileMs(g.Latencies, 99);
-        figures.GrpcRequestCpuUsPerRequest = g.Cpu.TotalMicroseconds / g.Completed;
-        Console.Error.WriteLine($"  request rate ours/{transport}: {figures.RequestRatePerSec:N0} req/s, p50 {figures.RequestLatencyMsP50:0.000} ms, p99 {figures.RequestLatencyMsP99:0.000} ms, {figures.RequestCpuUsPerRequest:0.0} us CPU/request; per instance: {string.Join(", ", oursServed)}");
-        Console.Error.WriteLine($"  request rate grpc: {figures.GrpcRequestRatePerSec:N0} req/s, p50 {figures.GrpcRequestLatencyMsP50:0.000} ms, p99 {figures.GrpcRequestLatencyMsP99:0.000} ms, {figures.GrpcRequestCpuUsPerRequest:0.0} us CPU/request; per server: {string.Join(", ", grpcServed)}");
+        figures.RatePerSec = o.Completed / o.Seconds;
+        figures.LatencyMsP50 = Stats.PercentileMs(o.Latencies, 50);
+        figures.LatencyMsP99 = Stats.PercentileMs(o.Latencies, 99);
+        figures.CpuUsPerRequest = o.Cpu.TotalMicroseconds / o.Completed;
+        figures.GrpcRatePerSec = g.Completed / g.Seconds;
+        figures.GrpcLatencyMsP50 = Stats.PercentileMs(g.Latencies, 50);
+        figures.GrpcLatencyMsP99 = Stats.PercentileMs(g.Latencies, 99);
+        figures.GrpcCpuUsPerRequest = g.Cpu.TotalMicroseconds / g.Completed;
+        Console.Error.WriteLine($"  request rate ({callers} callers) ours/{transport}: {figures.RatePerSec:N0} req/s, p50 {figures.LatencyMsP50:0.000} ms, p99 {figures.LatencyMsP99:0.000} ms, {figures.CpuUsPerRequest:0.0} us CPU/request; per instance: {string.Join(", ", oursServed)}");
+        Console.Error.WriteLine($"  request rate ({callers} callers) grpc: {figures.GrpcRatePerSec:N0} req/s, p50 {figures.GrpcLatencyMsP50:0.000} ms, p99 {figures.GrpcLatencyMsP99:0.000} ms, {figures.GrpcCpuUsPerRequest:0.0} us CPU/request; per server: {string.Join(", ", grpcServed)}");
     }
 
     /// <summary>

@@ -34,32 +34,13 @@ internal class TransportFigures
     [JsonPropertyName("raw_transport_cpu_us_per_item")]
     public double? RawTransportCpuUsPerItem { get; set; }
 
-    [JsonPropertyName("request_callers")]
-    public int RequestCallers { get; set; }
+    /// <summary>Short requests from <see cref="BenchSettings.RequestCallers"/> (32) callers.</summary>
+    [JsonPropertyName("request_rate")]
+    public RequestRateFigures RequestRate { get; set; } = new();
 
-    [JsonPropertyName("request_rate_per_sec")]
-    public double? RequestRatePerSec { get; set; }
-
-    [JsonPropertyName("grpc_request_rate_per_sec")]
-    public double? GrpcRequestRatePerSec { get; set; }
-
-    [JsonPropertyName("request_latency_ms_p50")]
-    public double? RequestLatencyMsP50 { get; set; }
-
-    [JsonPropertyName("request_latency_ms_p99")]
-    public double? RequestLatencyMsP99 { get; set; }
-
-    [JsonPropertyName("grpc_request_latency_ms_p50")]
-    public double? GrpcRequestLatencyMsP50 { get; set; }
-
-    [JsonPropertyName("grpc_request_latency_ms_p99")]
-    public double? GrpcRequestLatencyMsP99 { get; set; }
-
-    [JsonPropertyName("request_cpu_us_per_request")]
-    public double? RequestCpuUsPerRequest { get; set; }
-
-    [JsonPropertyName("grpc_request_cpu_us_per_request")]
-    public double? GrpcRequestCpuUsPerRequest { get; set; }
+    /// <summary>The same with <see cref="BenchSettings.HighFanInCallers"/> (256) callers.</summary>
+    [JsonPropertyName("request_rate_high_fan_in")]
+    public RequestRateFigures RequestRateHighFanIn { get; set; } = new();
 
     [JsonPropertyName("grpc_load_balancing")]
     public string GrpcLoadBalancing { get; set; } = "round_robin via Grpc.Net.Client static resolver";
@@ -118,13 +99,46 @@ internal class TransportFigures
         Ratios = new Ratios
         {
             ThroughputVsGrpc = Ratio(ThroughputItemsPerSec, GrpcThroughputItemsPerSec),
-            RequestRateVsGrpc = Ratio(RequestRatePerSec, GrpcRequestRatePerSec),
+            RequestRateVsGrpc = Ratio(RequestRate.RatePerSec, RequestRate.GrpcRatePerSec),
+            HighFanInRequestRateVsGrpc = Ratio(RequestRateHighFanIn.RatePerSec, RequestRateHighFanIn.GrpcRatePerSec),
             RawTransportVsRouter = Ratio(RawTransportItemsPerSec, ThroughputItemsPerSec),
             IdleStreamMemoryVsGrpc = Ratio(BytesPerIdleStream, GrpcBytesPerIdleStream),
         };
     }
 
-    private static double? Ratio(double? a, double? b) => a is { } x && b is { } y && y > 0 ? x / y : null;
+    internal static double? Ratio(double? a, double? b) => a is { } x && b is { } y && y > 0 ? x / y : null;
+}
+
+/// <summary>One request-rate figure: ours and gRPC at the same number of callers, timed in alternating rounds.</summary>
+internal sealed class RequestRateFigures
+{
+    [JsonPropertyName("callers")]
+    public int Callers { get; set; }
+
+    [JsonPropertyName("rate_per_sec")]
+    public double? RatePerSec { get; set; }
+
+    [JsonPropertyName("grpc_rate_per_sec")]
+    public double? GrpcRatePerSec { get; set; }
+
+    [JsonPropertyName("latency_ms_p50")]
+    public double? LatencyMsP50 { get; set; }
+
+    [JsonPropertyName("latency_ms_p99")]
+    public double? LatencyMsP99 { get; set; }
+
+    [JsonPropertyName("grpc_latency_ms_p50")]
+    public double? GrpcLatencyMsP50 { get; set; }
+
+    [JsonPropertyName("grpc_latency_ms_p99")]
+    public double? GrpcLatencyMsP99 { get; set; }
+
+    /// <summary>Process CPU (client + server, same process) per request.</summary>
+    [JsonPropertyName("cpu_us_per_request")]
+    public double? CpuUsPerRequest { get; set; }
+
+    [JsonPropertyName("grpc_cpu_us_per_request")]
+    public double? GrpcCpuUsPerRequest { get; set; }
 }
 
 internal sealed class Ratios
@@ -134,6 +148,9 @@ internal sealed class Ratios
 
     [JsonPropertyName("request_rate_vs_grpc")]
     public double? RequestRateVsGrpc { get; set; }
+
+    [JsonPropertyName("high_fan_in_request_rate_vs_grpc")]
+    public double? HighFanInRequestRateVsGrpc { get; set; }
 
     /// <summary>Raw transport items/s over router items/s: what the router's per-item path costs.</summary>
     [JsonPropertyName("raw_transport_vs_router")]

@@ -84,15 +84,18 @@ internal static class TablePrinter
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, 1 stream of {f.ThroughputItems:N0} x 64-B items, through PushRouter (items/s) | {Rate(f.ThroughputItemsPerSec)} | {Rate(f.GrpcThroughputItemsPerSec)} | {Ratio(f.Ratios.ThroughputVsGrpc)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, raw transport without router (items/s) | {Rate(f.RawTransportItemsPerSec)} | - | raw/router {Ratio(f.Ratios.RawTransportVsRouter)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming CPU per item, client + server (us): router / raw | {Us(f.ThroughputCpuUsPerItem)} / {Us(f.RawTransportCpuUsPerItem)} | {Us(f.GrpcThroughputCpuUsPerItem)} | |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request rate, {f.RequestCallers} callers, 2 servers, 10 items/request (req/s) | {Rate(f.RequestRatePerSec)} | {Rate(f.GrpcRequestRatePerSec)} | {Ratio(f.Ratios.RequestRateVsGrpc)} |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request latency p50 (ms) | {Ms(f.RequestLatencyMsP50)} | {Ms(f.GrpcRequestLatencyMsP50)} | |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Request latency p99 (ms) | {Ms(f.RequestLatencyMsP99)} | {Ms(f.GrpcRequestLatencyMsP99)} | |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| CPU per request, client + server (us) | {Us(f.RequestCpuUsPerRequest)} | {Us(f.GrpcRequestCpuUsPerRequest)} | |");
+        foreach (var r in new[] { f.RequestRate, f.RequestRateHighFanIn })
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| Request rate, {r.Callers} callers, 2 servers, 10 items/request (req/s) | {Rate(r.RatePerSec)} | {Rate(r.GrpcRatePerSec)} | {Ratio(TransportFigures.Ratio(r.RatePerSec, r.GrpcRatePerSec))} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| Request latency p50 / p99, {r.Callers} callers (ms) | {Ms(r.LatencyMsP50)} / {Ms(r.LatencyMsP99)} | {Ms(r.GrpcLatencyMsP50)} / {Ms(r.GrpcLatencyMsP99)} | |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| CPU per request, client + server, {r.Callers} callers (us) | {Us(r.CpuUsPerRequest)} | {Us(r.GrpcCpuUsPerRequest)} | |");
+        }
+
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap p50, cut -> next item from another instance ({f.Failovers} failovers) (ms) | {Ms(f.FailoverGapMsP50)} | {f.GrpcFailover} | |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap p99 (ms) | {Ms(f.FailoverGapMsP99)} | {f.GrpcFailover} | |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover gap max (ms) | {Ms(f.FailoverGapMsMax)} | {f.GrpcFailover} | |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Failover detection p50, cut -> consumer sees the error item (ms) | {Ms(f.FailoverDetectMsP50)} | - | |");
-        var conn = transport == "tcp" ? "each stream is its own TCP+TLS connection" : "streams share one QUIC connection";
+        var conn = transport == "tcp" ? "streams multiplexed (rm/2) over pooled TCP+TLS connections" : "streams share one QUIC connection";
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Server memory per idle stream, {f.IdleStreams:N0} streams; ours: {conn}; gRPC: HTTP/2 streams (bytes, working set after GC) | {Bytes(f.BytesPerIdleStream)} | {Bytes(f.GrpcBytesPerIdleStream)} | {Ratio(f.Ratios.IdleStreamMemoryVsGrpc)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Server managed heap per idle stream (bytes) | {Bytes(f.ManagedBytesPerIdleStream)} | {Bytes(f.GrpcManagedBytesPerIdleStream)} | |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Client memory per idle stream (bytes, working set after GC) | {Bytes(f.ClientBytesPerIdleStream)} | {Bytes(f.GrpcClientBytesPerIdleStream)} | |");

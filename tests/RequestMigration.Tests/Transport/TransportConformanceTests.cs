@@ -68,6 +68,103 @@ public abstract class TransportConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Interleaved_streams_on_one_instance_each_get_exactly_their_own_items()
+    {
+        // One instance, so on TCP every stream shares the multiplexed connection(s) and on QUIC one connection.
+        await Cluster.StartServerAsync<string, string>(Tagged);
+        var router = await Cluster.RouterAsync<string, string>(1);
+        var results = await Task.WhenAll(Enumerable.Range(0, 64).Select(async n =>
+        {
+            var got = new List<string>();
+            await foreach (var item in router.GenerateAsync($"s{n}", Ct))
+            {
+                item.IsError.ShouldBeFalse(item.Comment);
+                got.Add(item.Data!);
+                await Task.Yield(); // interleave the consumers as well as the producers
+            }
+
+            return got;
+        }));
+        for (var n = 0; n < results.Length; n++)
+        {
+            results[n].ShouldBe(Enumerable.Range(0, 100).Select(i => $"s{n}:{i}:{new string((char)('a' + (n % 26)), 300)}"));
+        }
+    }
+
+    [Fact]
+    public async Task A_slow_consumer_does_not_stall_a_fast_stream_beside_it()
+    {
+        // Each item is 16 KB; the slow stream's 8 MB is far more than any flow-control window holds.
+        await Cluster.StartServerAsync<int, string>(Big);
+        var router = await Cluster.RouterAsync<int, string>(1);
+        var slow = router.GenerateAsync(512, Ct).GetAsyncEnumerator(Ct);
+        (await slow.MoveNextAsync()).ShouldBeTrue();
+        slow.Current.Data!.Length.ShouldBe(16 * 1024);
+
+        // The slow consumer now reads nothing; its handler must be held back by flow control while this one runs to the end.
+        var fast = await Collect(router.GenerateAsync(256, Ct)).WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        fast.Count.ShouldBe(256);
+        fast.ShouldAllBe(i => !i.IsError && i.Data!.Length == 16 * 1024);
+
+        var rest = 1;
+        while (await slow.MoveNextAsync())
+        {
+            slow.Current.IsError.ShouldBeFalse(slow.Current.Comment);
+            rest++;
+        }
+
+        rest.ShouldBe(512);
+        await slow.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Cancelling_one_stream_of_many_cancels_only_that_one()
+    {
+        var cancelled = new ConcurrentDictionary<string, bool>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await Cluster.StartServerAsync<string, string>((name, ctx) => FirstThenRest(name, ctx, release.Task, cancelled));
+        var router = await Cluster.RouterAsync<string, string>(1);
+        using var victim = new CancellationTokenSource();
+        var started = new CountdownEvent(10);
+        var streams = Enumerable.Range(0, 10).Select(n => Task.Run(async () =>
+        {
+            var got = new List<string>();
+            var token = n == 3 ? victim.Token : Ct;
+            await foreach (var item in router.GenerateAsync($"s{n}", token))
+            {
+                got.Add(item.Data!);
+                if (got.Count == 1)
+                {
+                    started.Signal();
+                }
+            }
+
+            return got;
+        })).ToArray();
+        started.Wait(TimeSpan.FromSeconds(20), Ct).ShouldBeTrue();
+
+        await victim.CancelAsync();
+        (await Record.ExceptionAsync(() => streams[3])).ShouldBeAssignableTo<OperationCanceledException>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (!cancelled.ContainsKey("s3") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        cancelled.Keys.ShouldBe(["s3"]);
+        release.SetResult();
+        for (var n = 0; n < 10; n++)
+        {
+            if (n != 3)
+            {
+                (await streams[n].WaitAsync(TimeSpan.FromSeconds(10), Ct)).ShouldBe([$"s{n}:first", $"s{n}:second", $"s{n}:third"]);
+            }
+        }
+
+        cancelled.Keys.ShouldBe(["s3"]);
+    }
+
+    [Fact]
     public async Task Cancelling_the_consumer_cancels_the_handler_promptly()
     {
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -388,6 +485,24 @@ public abstract class TransportConformanceTests : IAsyncLifetime
     {
         yield return new string('x', n);
     }
+
+    private static async IAsyncEnumerable<string> Tagged(string name, RequestContext ctx)
+    {
+        var pad = new string((char)('a' + (int.Parse(name.AsSpan(1)) % 26)), 300);
+        for (var i = 0; i < 100; i++)
+        {
+            yield return $"{name}:{i}:{pad}";
+        }
+    }
+
+    private static async IAsyncEnumerable<string> Big(int n, RequestContext ctx)
+    {
+        var item = new string('b', 16 * 1024);
+        for (var i = 0; i < n; i++)
+        {
+            yield return item;
+        }
+    }
 #pragma warning restore CS1998
 
     private static async IAsyncEnumerable<int> SlowCount(int n, RequestContext ctx)
@@ -397,6 +512,23 @@ public abstract class TransportConformanceTests : IAsyncLifetime
             await Task.Delay(20, ctx.CancellationToken);
             yield return i;
         }
+    }
+
+    private static async IAsyncEnumerable<string> FirstThenRest(string name, RequestContext ctx, Task release, ConcurrentDictionary<string, bool> cancelled)
+    {
+        yield return $"{name}:first";
+        try
+        {
+            await release.WaitAsync(ctx.CancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            cancelled[name] = true;
+            throw;
+        }
+
+        yield return $"{name}:second";
+        yield return $"{name}:third";
     }
 
     private static async IAsyncEnumerable<string> OneThenWait(RequestContext ctx, TaskCompletionSource cancelled, [EnumeratorCancellation] CancellationToken unused = default)
