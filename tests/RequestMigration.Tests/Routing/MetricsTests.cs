@@ -277,13 +277,6 @@ public sealed class MetricsTests : IAsyncLifetime
 
     private static string Hex(ulong id) => id.ToString("x", CultureInfo.InvariantCulture);
 
-    private static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
-    }
-
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
