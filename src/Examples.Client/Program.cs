@@ -1,4 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
 using RequestMigration;
+using RequestMigration.Examples;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Routing;
 using Serilog;
@@ -18,8 +20,10 @@ using var loggerFactory = new SerilogLoggerFactory(serilog);
 RuntimeOptions options;
 RouterOptions routerOptions;
 TimeSpan wait;
+ExampleTelemetry telemetry;
 try
 {
+    telemetry = ExampleTelemetry.FromEnvironment();
     options = new RuntimeOptions().ApplyEnvironment();
     routerOptions = new RouterOptions().ApplyEnvironment();
     wait = Environment.GetEnvironmentVariable("CLIENT_WAIT_SECS") is { Length: > 0 } w
@@ -40,7 +44,21 @@ Console.CancelKeyPress += (_, e) =>
     cts.Cancel();
 };
 
-await using var runtime = new RequestMigrationRuntime(options, loggerFactory);
+ServiceProvider started;
+try
+{
+    started = telemetry.StartWithoutHost("Examples.Client");
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
+
+// Declared before the runtime, so it is disposed after it: the call's last measurements are recorded by then,
+// and disposing the providers exports them before this short-lived process exits.
+await using var services = started;
+await using var runtime = new RequestMigrationRuntime(options, loggerFactory, meterFactory: services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
 PushRouter<string, string> created;
 try
 {

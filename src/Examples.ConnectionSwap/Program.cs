@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Examples.ConnectionSwap;
+using RequestMigration.Examples;
 using RequestMigration.Discovery;
 using Microsoft.Extensions.Logging;
 using Serilog;
@@ -18,11 +19,13 @@ if (role is not ("director" or "worker" or "client"))
 
 // Every setting is checked before anything starts: a mistake is one line naming the variable, exit code 2.
 var settings = new Settings();
+ExampleTelemetry telemetry;
 try
 {
     settings.Validate(role);
+    telemetry = ExampleTelemetry.FromEnvironment();
 }
-catch (ConfigurationException ex)
+catch (Exception ex) when (ex is ConfigurationException or ArgumentException)
 {
     Console.Error.WriteLine($"error: {ex.Message}");
     return 2;
@@ -54,6 +57,11 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context 
 
 try
 {
+    // Traces and metrics to DYN_OTEL_EXPORTER and/or a Prometheus scrape endpoint (DYN_METRICS_PROMETHEUS_PORT).
+    // The roles' runtimes (several per process) record on the process-wide RequestMigration meter, which the
+    // provider listens to by name as it would to one from a container's IMeterFactory. Disposed after the role
+    // has stopped its runtimes, so what they record while stopping is exported.
+    await using var telemetryServices = telemetry.StartWithoutHost($"Examples.ConnectionSwap.{role}");
     switch (role)
     {
         case "director":

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using RequestMigration;
 using RequestMigration.Discovery;
+using RequestMigration.Examples;
 using RequestMigration.Hosting;
 using RequestMigration.Serving;
 using Serilog;
@@ -33,8 +34,10 @@ if (Environment.GetEnvironmentVariable("ITEM_DELAY_MS") is { Length: > 0 } delay
 // Check the runtime's environment up front: a bad value is one clear line and exit code 2, not a
 // host start-up failure with a stack trace.
 StoreKind store;
+ExampleTelemetry telemetry;
 try
 {
+    telemetry = ExampleTelemetry.FromEnvironment();
     var runtimeOptions = new RuntimeOptions().ApplyEnvironment();
     runtimeOptions.Validate();
     RequestMigration.Transport.TransportKinds.EnsureSupported(runtimeOptions.Transport);
@@ -57,6 +60,10 @@ builder.Services.AddSerilog((_, lc) => lc
     .Filter.ByExcluding(e => e.Level == LogEventLevel.Error && e.Exception is StoreUnavailableException && Matching.FromSource("Microsoft.Extensions.Hosting")(e))
     .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}"));
 builder.Services.AddRequestMigration(builder.Configuration);
+
+// Traces and metrics to DYN_OTEL_EXPORTER and/or a Prometheus scrape endpoint (DYN_METRICS_PROMETHEUS_PORT);
+// the runtime's meter comes from the host's IMeterFactory.
+telemetry.AddTo(builder.Services, "Examples.Server");
 builder.Services.AddSingleton(sp => new GenerateHandler(serverName, mode, itemDelay, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<GenerateHandler>>()));
 builder.Services.AddRequestMigrationEndpoint<string, string>(
     Endpoints.Generate,
@@ -66,6 +73,7 @@ builder.Services.AddRequestMigrationEndpoint<string, string>(
 try
 {
     using var host = builder.Build();
+    telemetry.Start(host.Services);
     host.Services.GetRequiredService<ILogger<GenerateHandler>>().LogInformation("Server initialized: name={ServerName}, failure_mode={FailureMode}", serverName, mode.Describe());
     await host.RunAsync();
     return 0;

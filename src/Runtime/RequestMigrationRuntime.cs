@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using RequestMigration.Diagnostics;
 using RequestMigration.Discovery;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.LoadBalancing;
@@ -33,7 +35,11 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable, IDisposable
     /// <param name="timeProvider">Clock for leases, reconcile and timeouts; the system clock by default.</param>
     /// <param name="serializer">Payload serializer; JSON by default.</param>
     /// <param name="store">A store to use instead of the one <see cref="RuntimeOptions.Discovery"/> names (not disposed by the runtime).</param>
-    public RequestMigrationRuntime(RuntimeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null, IPayloadSerializer? serializer = null, IKeyValueStore? store = null)
+    /// <param name="meterFactory">
+    /// Creates the meter <c>RequestMigration</c> (see <see cref="RuntimeMetrics"/>); the DI extension passes the
+    /// container's. Without one, the runtime records on a process-wide meter of that name.
+    /// </param>
+    public RequestMigrationRuntime(RuntimeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null, IPayloadSerializer? serializer = null, IKeyValueStore? store = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -41,6 +47,7 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable, IDisposable
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         Time = timeProvider ?? TimeProvider.System;
         Serializer = serializer ?? JsonPayloadSerializer.Default;
+        Metrics = MetricInstruments.Create(meterFactory);
         _ownsStore = store is null;
         Store = store ?? KeyValueStoreFactory.Create(options.Discovery, Time, LoggerFactory);
         Registry = new InstanceRegistry(Store, LoggerFactory.CreateLogger<InstanceRegistry>());
@@ -61,6 +68,8 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable, IDisposable
     internal TimeProvider Time { get; }
 
     internal IPayloadSerializer Serializer { get; }
+
+    internal MetricInstruments Metrics { get; }
 
     internal TransportFactory Transports { get; }
 

@@ -30,6 +30,7 @@ public sealed partial class InstanceAvailability : IDisposable
     private readonly IReadOnlyDictionary<string, string> _filter;
     private readonly ConsecutiveFailuresPolicy _health;
     private readonly MembershipEventHub _events;
+    private readonly MetricInstruments _metrics;
 
     // Invariants (under _gate): _states holds exactly the instances of _sourceStates; _availableStates is the
     // subset of _sourceStates whose InhibitedUntil has passed, in the same (id) order; the record arrays
@@ -54,7 +55,8 @@ public sealed partial class InstanceAvailability : IDisposable
     /// <param name="logger">Logger.</param>
     /// <param name="filter">Tags an instance must have to be in the view; null or empty for all.</param>
     /// <param name="failuresBeforeInhibit">Failed attempts in a row before an instance is inhibited (passive health).</param>
-    internal InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger, IReadOnlyDictionary<string, string>? filter = null, int failuresBeforeInhibit = 1)
+    /// <param name="metrics">Where inhibits and dropped events are counted: the router's runtime's instruments; the process-wide ones by default.</param>
+    internal InstanceAvailability(EndpointId endpoint, TimeSpan inhibitDuration, TimeProvider timeProvider, ILogger logger, IReadOnlyDictionary<string, string>? filter = null, int failuresBeforeInhibit = 1, MetricInstruments? metrics = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(inhibitDuration, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(failuresBeforeInhibit, 1);
@@ -62,10 +64,11 @@ public sealed partial class InstanceAvailability : IDisposable
         InhibitDuration = inhibitDuration;
         _time = timeProvider;
         _logger = logger;
-        _endpointTag = new("endpoint", endpoint.Path);
+        _endpointTag = MetricInstruments.EndpointTag(endpoint.Path);
+        _metrics = metrics ?? MetricInstruments.Shared;
         _filter = filter ?? InstanceTags.None;
         _health = new ConsecutiveFailuresPolicy(failuresBeforeInhibit);
-        _events = new MembershipEventHub(endpoint.Path, logger);
+        _events = new MembershipEventHub(endpoint.Path, logger, _metrics);
         if (inhibitDuration > TimeSpan.Zero)
         {
             _timer = timeProvider.CreateTimer(static s => ((InstanceAvailability)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -212,7 +215,7 @@ public sealed partial class InstanceAvailability : IDisposable
         state.InhibitedUntil = now + InhibitDuration;
         RebuildLocked(now);
         _events.Publish(new MembershipEvent(MembershipEventKind.Failed, state.Record, now, reason));
-        RuntimeMetrics.InstancesInhibited.Add(1, _endpointTag);
+        _metrics.InstanceInhibited(_endpointTag);
         Log.Inhibiting(_logger, instanceId, Endpoint.Path);
         return true;
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -17,7 +18,11 @@ namespace RequestMigration.Hosting;
 /// </summary>
 public static class RequestMigrationServiceCollectionExtensions
 {
-    /// <summary>Registers <see cref="RequestMigrationRuntime"/> as a singleton.</summary>
+    /// <summary>
+    /// Registers <see cref="RequestMigrationRuntime"/> as a singleton. Its metrics come from the container's
+    /// <see cref="IMeterFactory"/> when there is one (a default host registers it), so they can be collected
+    /// per container in tests.
+    /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configuration">Configuration holding the <c>RequestMigration</c> section and/or <c>DYN_*</c> keys.</param>
     /// <param name="configure">Last-word changes to the options.</param>
@@ -42,7 +47,8 @@ public static class RequestMigrationServiceCollectionExtensions
         services.TryAddSingleton(sp => new RequestMigrationRuntime(
             sp.GetRequiredService<IOptions<RuntimeOptions>>().Value,
             sp.GetService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>(),
+            meterFactory: sp.GetService<IMeterFactory>()));
         return services;
     }
 

@@ -13,13 +13,13 @@ namespace RequestMigration.Membership;
 /// <see cref="Publish"/> is called by the availability view while it holds its lock, which gives every
 /// subscriber the events in one global order; it never blocks (TryWrite on a drop-oldest channel).
 /// </remarks>
-internal sealed partial class MembershipEventHub(string endpoint, ILogger logger)
+internal sealed partial class MembershipEventHub(string endpoint, ILogger logger, MetricInstruments metrics)
 {
     /// <summary>Events a subscriber may fall behind by before the oldest are dropped.</summary>
     public const int Capacity = 1024;
 
     private readonly Lock _gate = new();
-    private readonly KeyValuePair<string, object?> _endpointTag = new("endpoint", endpoint);
+    private readonly KeyValuePair<string, object?> _endpointTag = MetricInstruments.EndpointTag(endpoint);
     private Subscriber[] _subscribers = [];
 
     public void Publish(MembershipEvent e)
@@ -76,7 +76,7 @@ internal sealed partial class MembershipEventHub(string endpoint, ILogger logger
 
     private void OnDropped(Subscriber subscriber)
     {
-        RuntimeMetrics.MembershipEventsDropped.Add(1, _endpointTag);
+        metrics.MembershipEventDropped(_endpointTag);
         var dropped = Interlocked.Increment(ref subscriber.Dropped);
 
         // The first drop and then every thousandth: a subscriber that stays behind is visible, not a flood.

@@ -55,6 +55,12 @@ internal sealed class CallBudget(int maxAttempts, int freeRetries, bool migratio
     /// <summary>Instances this request already failed on; null while there are none.</summary>
     public IReadOnlySet<ulong>? FailedOn => _failedOn;
 
+    /// <summary>
+    /// Whether the retry after <paramref name="outcome"/> would be free (not using up an attempt), asked before
+    /// <see cref="OnAttemptEnded"/> records it: such an attempt is not counted in the attempts metric either.
+    /// </summary>
+    public bool IsFreeRetry(AttemptOutcome outcome) => outcome.IsFree && _freeRetriesLeft > 0;
+
     /// <summary>Records how an attempt on <paramref name="instanceId"/> ended and decides what comes next.</summary>
     /// <param name="outcome">How it ended.</param>
     /// <param name="instanceId">The instance it ran on.</param>

@@ -46,8 +46,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         _options = options;
         Endpoint = endpoint;
         _logger = runtime.LoggerFactory.CreateLogger<PushRouter<TRequest, TResponse>>();
-        Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>(), options.Filter, options.FailuresBeforeInhibit);
-        _endpointTag = new("endpoint", endpoint.Path);
+        Instances = new InstanceAvailability(endpoint, options.InhibitDuration, runtime.Time, runtime.LoggerFactory.CreateLogger<InstanceAvailability>(), options.Filter, options.FailuresBeforeInhibit, runtime.Metrics);
+        _endpointTag = MetricInstruments.EndpointTag(endpoint.Path);
         if (options.Heartbeat is { } heartbeat)
         {
             _heartbeats = new HeartbeatMonitor(heartbeat, runtime.Time, runtime.LoggerFactory.CreateLogger<HeartbeatMonitor>(), OnHeartbeatFailed);
@@ -138,7 +138,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 
     private void OnHeartbeatFailed(InstanceState instance, string reason)
     {
-        RuntimeMetrics.HeartbeatFailures.Add(1, _endpointTag);
+        _runtime.Metrics.HeartbeatFailed(_endpointTag);
         Instances.ReportInstanceDown(instance.InstanceId, $"heartbeat failed: {reason}");
     }
 
@@ -148,10 +148,11 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         _runtime.Serializer.Serialize(payload, request);
         var requestId = Guid.NewGuid().ToString("N");
         using var call = CallTracing.StartCall(Endpoint.Path, requestId);
+        using var metrics = CallMetrics.Start(_runtime.Metrics, _endpointTag, _runtime.Time, cancellationToken);
         var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration, _options.MaxRetryWait);
         while (true)
         {
-            var instance = PickInstance(direct, budget);
+            var instance = PickInstance(direct, budget, metrics);
             if (instance is null && await WaitForInstanceAsync(budget, cancellationToken).ConfigureAwait(false))
             {
                 // One came back (or a new one appeared) within the wait budget: try it; nothing is counted.
@@ -170,8 +171,8 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             }
             else
             {
-                RuntimeMetrics.Attempts.Add(1, _endpointTag);
                 var record = instance.Record;
+                metrics?.AttemptStarted(record);
                 var resumeFrom = _options.Migration ? budget.Delivered : 0;
                 var span = CallTracing.StartAttempt(call, Endpoint.Path, record, budget.AttemptNumber, resumeFrom);
                 var (traceParent, traceState) = CallTracing.Propagate(span);
@@ -188,6 +189,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
                         if (next is null)
                         {
                             budget.Delivered++;
+                            metrics?.ItemDelivered();
                             yield return Annotated<TResponse>.FromData(attempt.Current);
                         }
                     }
@@ -200,6 +202,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
 
                     // A consumer that stops early leaves the outcome unset: the span ends as abandoned.
                     CallTracing.EndAttempt(span, outcome, attempt.ItemsRead);
+                    metrics?.AttemptEnded(outcome, budget.IsFreeRetry(outcome));
                 }
 
                 observer?.OnAttemptEnded(record, header.Attempt, attempt.ItemsRead, outcome.Result == AttemptResult.Completed ? null : outcome.Error);
@@ -219,13 +222,14 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
             {
                 case NextStep.Done:
                     CallTracing.EndCall(call, null);
+                    metrics?.End(null);
                     yield break;
                 case NextStep.Fail:
                     var error = FinalError(budget);
                     CallTracing.EndCall(call, error);
+                    metrics?.End(error);
                     throw error;
                 case NextStep.Retry:
-                    RuntimeMetrics.Failovers.Add(1, _endpointTag);
                     Log.Retrying(_logger, requestId, budget.FailedAttempts + 1, budget.MaxAttempts, Endpoint.Path);
                     break;
             }
@@ -332,17 +336,17 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     /// instances this request has not failed on (or, if it failed on all of them, among every available one).
     /// Null when none is available on a retry; the first attempt throws instead.
     /// </summary>
-    private InstanceState? PickInstance(ulong? direct, CallBudget budget)
+    private InstanceState? PickInstance(ulong? direct, CallBudget budget, CallMetrics? metrics)
     {
         if (direct is { } id)
         {
-            return Instances.FindState(id) ?? throw new InstanceNotFoundException(id, Endpoint.Path);
+            return Instances.FindState(id) ?? throw CallMetrics.Failed(metrics, new InstanceNotFoundException(id, Endpoint.Path));
         }
 
         var available = Instances.AvailableStates;
         if (available.Length == 0)
         {
-            return budget.AttemptNumber == 1 ? throw new NoInstancesException(Endpoint.Path, DescribeDiscovery()) : null;
+            return budget.AttemptNumber == 1 ? throw CallMetrics.Failed(metrics, new NoInstancesException(Endpoint.Path, DescribeDiscovery())) : null;
         }
 
         IReadOnlyList<InstanceState> candidates = available;

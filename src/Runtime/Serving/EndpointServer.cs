@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using RequestMigration.Diagnostics;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Transport;
+using RequestMigration.Wire;
 
 namespace RequestMigration.Serving;
 
@@ -471,6 +472,7 @@ public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
             }
         }
 
+        _runtime.Metrics.ServerStream(TransportOf(connection), 1);
         return null;
     }
 
@@ -483,12 +485,27 @@ public sealed partial class EndpointServer : IAsyncDisposable, IDisposable
         }
 
         Interlocked.Decrement(ref _streams);
+        _runtime.Metrics.ServerStream(TransportOf(connection), -1);
     }
+
+    /// <summary>Counts a request admitted on <paramref name="connection"/> and handed to <paramref name="endpoint"/>'s handler.</summary>
+    internal void OnRequest(IServerConnection connection, string endpoint) => _runtime.Metrics.RequestStarted(endpoint, TransportOf(connection));
+
+    /// <summary>Counts a request or stream rejected with <paramref name="code"/> (bad input, unknown endpoint, draining).</summary>
+    internal void OnRejected(IServerConnection connection, ErrorCode code) => _runtime.Metrics.RequestRejected(TransportOf(connection), code);
+
+    /// <summary>
+    /// The transport a connection came in on, for metric attributes. From its type rather than from the accept
+    /// loop: a stream that ends after its connection left <c>_connections</c> must still take itself off the
+    /// series it was added to.
+    /// </summary>
+    private static string TransportOf(IServerConnection connection) =>
+        connection is Transport.Quic.QuicServerConnection ? TransportKinds.Quic : TransportKinds.Tcp;
 
     /// <summary>Counts and (rate-limited) logs a peer stopped by a limit other than the stream limits.</summary>
     internal void OnLimit(string limit, string peer, string reason)
     {
-        RuntimeMetrics.LimitRejections.Add(1, new KeyValuePair<string, object?>("limit", limit));
+        _runtime.Metrics.LimitReached(limit);
         if (_rejections.ShouldLog(peer, limit, out var suppressed))
         {
             LogLimitReached(limit, peer, reason, suppressed);

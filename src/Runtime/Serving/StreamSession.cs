@@ -94,7 +94,7 @@ internal sealed class StreamSession
                 }
                 catch (ProtocolException ex)
                 {
-                    RuntimeMetrics.StreamsRejected.Add(1);
+                    _server.OnRejected(_connection, ex.Code);
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
                     await RejectStreamAsync(current, currentCts, ex.Code, ex.Message).ConfigureAwait(false);
                     return;
@@ -129,7 +129,7 @@ internal sealed class StreamSession
 
                 if (current is { IsCompleted: false })
                 {
-                    RuntimeMetrics.StreamsRejected.Add(1);
+                    _server.OnRejected(_connection, ErrorCode.BadRequest);
                     var msg = $"malformed stream: {_reader.Type} frame received while a response is in progress (one request at a time per stream: send the next after End or Error)";
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
                     await RejectStreamAsync(current, currentCts, ErrorCode.BadRequest, msg).ConfigureAwait(false);
@@ -138,7 +138,7 @@ internal sealed class StreamSession
 
                 if (_reader.Type != FrameType.Request)
                 {
-                    RuntimeMetrics.StreamsRejected.Add(1);
+                    _server.OnRejected(_connection, ErrorCode.BadRequest);
                     var msg = $"malformed stream: expected a Request frame, got {_reader.Type}";
                     Log.BadInput(_logger, _connection.Id, _connection.Remote, msg);
                     await TrySendErrorAsync(ErrorCode.BadRequest, msg).ConfigureAwait(false);
@@ -232,7 +232,7 @@ internal sealed class StreamSession
             return null;
         }
 
-        RuntimeMetrics.RequestsServed.Add(1);
+        _server.OnRequest(_connection, invoker.Endpoint.Path);
         _busy = true;
         DisarmIdleTimer();
         _responseEnded = false;
@@ -267,7 +267,7 @@ internal sealed class StreamSession
 
     private Task RejectAsync(ErrorCode code, string message, string? requestId = null)
     {
-        RuntimeMetrics.StreamsRejected.Add(1);
+        _server.OnRejected(_connection, code);
         Log.Rejected(_logger, _connection.Id, requestId ?? "?", message);
         return TrySendErrorAsync(code, message);
     }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Discovery;
 using RequestMigration.Discovery.Instances;
@@ -33,6 +34,9 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public MemoryKeyValueStore Store { get; } = new();
 
+    /// <summary>The meter factory every runtime of the cluster records on (null: the process-wide meter).</summary>
+    public IMeterFactory? MeterFactory { get; init; }
+
     public TestLoggerProvider Logs { get; } = new();
 
     public RuntimeOptions Options(Action<RuntimeOptions>? configure = null)
@@ -53,7 +57,7 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public RequestMigrationRuntime Runtime(Action<RuntimeOptions>? configure = null, TimeProvider? time = null)
     {
-        var rt = new RequestMigrationRuntime(Options(configure), LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug)), time, store: Store);
+        var rt = new RequestMigrationRuntime(Options(configure), LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug)), time, store: Store, meterFactory: MeterFactory);
         _runtimes.Add(rt);
         return rt;
     }
