@@ -260,6 +260,9 @@ internal static class IdleStreamMemory
                 JsonPayloadSerializer.Default.Serialize(output, new StreamRequest(0));
                 stream.Writer.EndFrame();
                 await stream.Writer.FlushAsync(ct);
+
+                // As RequestAttempt does once its request is out: the write buffer goes back to the pool.
+                stream.Writer.Trim();
                 streams[i] = stream;
             });
             return streams;

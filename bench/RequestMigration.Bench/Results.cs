@@ -24,6 +24,13 @@ internal class TransportFigures
     [JsonPropertyName("raw_transport_items_per_sec")]
     public double? RawTransportItemsPerSec { get; set; }
 
+    /// <summary>The raw transport read, decoding every item with the router's serializer: wire plus decoding, no router.</summary>
+    [JsonPropertyName("raw_decoded_items_per_sec")]
+    public double? RawDecodedItemsPerSec { get; set; }
+
+    [JsonPropertyName("raw_decoded_cpu_us_per_item")]
+    public double? RawDecodedCpuUsPerItem { get; set; }
+
     /// <summary>Process CPU (client + server, same process) per item: less sensitive to a busy machine than items/s.</summary>
     [JsonPropertyName("throughput_cpu_us_per_item")]
     public double? ThroughputCpuUsPerItem { get; set; }
@@ -102,6 +109,7 @@ internal class TransportFigures
             RequestRateVsGrpc = Ratio(RequestRate.RatePerSec, RequestRate.GrpcRatePerSec),
             HighFanInRequestRateVsGrpc = Ratio(RequestRateHighFanIn.RatePerSec, RequestRateHighFanIn.GrpcRatePerSec),
             RawTransportVsRouter = Ratio(RawTransportItemsPerSec, ThroughputItemsPerSec),
+            RawDecodedVsRouter = Ratio(RawDecodedItemsPerSec, ThroughputItemsPerSec),
             IdleStreamMemoryVsGrpc = Ratio(BytesPerIdleStream, GrpcBytesPerIdleStream),
         };
     }
@@ -155,6 +163,10 @@ internal sealed class Ratios
     /// <summary>Raw transport items/s over router items/s: what the router's per-item path costs.</summary>
     [JsonPropertyName("raw_transport_vs_router")]
     public double? RawTransportVsRouter { get; set; }
+
+    /// <summary>Raw transport with decoding over router items/s: what the router itself costs per item.</summary>
+    [JsonPropertyName("raw_decoded_vs_router")]
+    public double? RawDecodedVsRouter { get; set; }
 
     /// <summary>Server bytes per idle stream, ours over gRPC's (below 1 is better for us).</summary>
     [JsonPropertyName("idle_stream_memory_vs_grpc")]

@@ -83,7 +83,8 @@ internal static class TablePrinter
         sb.AppendLine("|---|---:|---:|---:|");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, 1 stream of {f.ThroughputItems:N0} x 64-B items, through PushRouter (items/s) | {Rate(f.ThroughputItemsPerSec)} | {Rate(f.GrpcThroughputItemsPerSec)} | {Ratio(f.Ratios.ThroughputVsGrpc)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, raw transport without router (items/s) | {Rate(f.RawTransportItemsPerSec)} | - | raw/router {Ratio(f.Ratios.RawTransportVsRouter)} |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming CPU per item, client + server (us): router / raw | {Us(f.ThroughputCpuUsPerItem)} / {Us(f.RawTransportCpuUsPerItem)} | {Us(f.GrpcThroughputCpuUsPerItem)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming throughput, raw transport decoding each item, no router (items/s) | {Rate(f.RawDecodedItemsPerSec)} | - | raw+decode/router {Ratio(f.Ratios.RawDecodedVsRouter)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Streaming CPU per item, client + server (us): router / raw / raw+decode | {Us(f.ThroughputCpuUsPerItem)} / {Us(f.RawTransportCpuUsPerItem)} / {Us(f.RawDecodedCpuUsPerItem)} | {Us(f.GrpcThroughputCpuUsPerItem)} | |");
         foreach (var r in new[] { f.RequestRate, f.RequestRateHighFanIn })
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"| Request rate, {r.Callers} callers, 2 servers, 10 items/request (req/s) | {Rate(r.RatePerSec)} | {Rate(r.GrpcRatePerSec)} | {Ratio(TransportFigures.Ratio(r.RatePerSec, r.GrpcRatePerSec))} |");

@@ -72,6 +72,10 @@ internal sealed class RequestAttempt<TResponse> : IAsyncDisposable, IHeartbeatTa
             output.Advance(payload.WrittenCount);
             _stream.Writer.EndFrame();
             await _stream.Writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+
+            // The request is the only frame this side buffers (pings bypass the buffer): give the buffer back
+            // now rather than holding it for the whole response, which for a long stream may be hours.
+            _stream.Writer.Trim();
         }
         catch (ProtocolException ex) when (ex.Code == ErrorCode.FrameTooLarge)
         {
