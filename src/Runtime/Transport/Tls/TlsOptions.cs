@@ -35,12 +35,13 @@ public sealed class TlsOptions
             return cwd;
         }
 
-        var app = Path.Combine(AppContext.BaseDirectory, path);
-        if (System.IO.File.Exists(app))
+        if (System.IO.File.Exists(Path.Combine(AppContext.BaseDirectory, path)))
         {
-            return app;
+            return Path.Combine(AppContext.BaseDirectory, path);
         }
 
-        throw new FileNotFoundException($"{option}: '{path}' not found (looked in '{cwd}' and '{app}'); run certs/generate.sh or set the path", path);
+        var app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, path));
+        var places = string.Equals(app, cwd, StringComparison.Ordinal) ? $"'{cwd}'" : $"'{cwd}' and '{app}'";
+        throw new FileNotFoundException($"{option}: '{path}' not found (looked in {places}); run certs/generate.sh or set the path", path);
     }
 }
