@@ -156,7 +156,7 @@ internal sealed partial class TcpTransportListener : ITransportListener
         }
         catch (Exception ex)
         {
-            LogHandshakeFailed(id, remote?.ToString() ?? "?", ex.Message);
+            LogHandshakeFailed(id, remote?.ToString() ?? "?", Diagnostics.LogValues.Sanitize(ex.Message));
         }
 
         await ssl.DisposeAsync().ConfigureAwait(false);
