@@ -136,7 +136,6 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
         // with the runtime's heartbeats (5 s / 3 s / 2 misses unless DYN_HEARTBEAT_* say otherwise).
         await using var workerStore = new MemoryKeyValueStore();
         await using var workerRuntime = new RequestMigrationRuntime(runtimeOptions, loggerFactory, store: workerStore);
-        var registry = new InstanceRegistry(workerStore);
         var workerOptions = Plumbing.RouterOptions(heartbeats: true);
         workerOptions.Migration = false;
         if (workerOptions.Heartbeat is { } heartbeat)
@@ -184,10 +183,10 @@ internal sealed class Client(Settings settings, ILoggerFactory loggerFactory)
             var record = assignment.ToRecord();
             if (current is not null && current.InstanceId != record.InstanceId)
             {
-                await registry.DeleteAsync(Endpoints.WorkerGenerate, current.InstanceId, cancellationToken).ConfigureAwait(false);
+                await workerStore.DeleteInstanceAsync(Endpoints.WorkerGenerate, current.InstanceId, cancellationToken).ConfigureAwait(false);
             }
 
-            await registry.PutAsync(record, 0, cancellationToken).ConfigureAwait(false);
+            await workerStore.PutInstanceAsync(record, cancellationToken: cancellationToken).ConfigureAwait(false);
             current = record;
             await KnownAsync(workers, record.InstanceId, cancellationToken).ConfigureAwait(false);
 

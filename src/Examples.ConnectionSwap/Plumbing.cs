@@ -100,8 +100,6 @@ internal static class Plumbing
     /// </summary>
     public static async Task<IReadOnlyList<InstanceRecord>> PublishStaticAsync(IKeyValueStore store, EndpointId endpoint, IReadOnlyList<HostPort> addresses, string role, RuntimeOptions options, CancellationToken cancellationToken)
     {
-        var registry = new InstanceRegistry(store);
-
         // A server in auto mode also listens on TCP on the same port, so TCP reaches it whatever it prefers; a
         // quic-only deployment says so on both sides.
         var transport = options.Transport == TransportKind.Quic ? TransportKinds.Quic : TransportKinds.Tcp;
@@ -118,7 +116,7 @@ internal static class Plumbing
                 Address = address.ToString(),
                 Tags = Tags.For(role, address.ToString()),
             };
-            await registry.PutAsync(record, 0, cancellationToken).ConfigureAwait(false);
+            await store.PutInstanceAsync(record, cancellationToken: cancellationToken).ConfigureAwait(false);
             records.Add(record);
         }
 

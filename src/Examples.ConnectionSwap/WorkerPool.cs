@@ -14,7 +14,6 @@ namespace Examples.ConnectionSwap;
 /// </summary>
 internal sealed class WorkerPool(IKeyValueStore store, string director, ILogger logger)
 {
-    private readonly InstanceRegistry _registry = new(store);
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<ulong, Entry> _workers = [];
 
@@ -65,7 +64,7 @@ internal sealed class WorkerPool(IKeyValueStore store, string director, ILogger 
             {
                 entry.InPool = true;
                 entry.Record = record.Address;
-                await _registry.PutAsync(record, entry.LeaseId, cancellationToken).ConfigureAwait(false);
+                await store.PutInstanceAsync(record, entry.LeaseId, cancellationToken).ConfigureAwait(false);
             }
             else if (r.State == WorkerState.Recovering && entry.InPool)
             {
@@ -73,7 +72,7 @@ internal sealed class WorkerPool(IKeyValueStore store, string director, ILogger 
                 // membership event is not mistaken for missed heartbeats.)
                 entry.InPool = false;
                 entry.LeaveReason = $"recovering for {r.RecoverySeconds:0.#} s";
-                await _registry.DeleteAsync(Endpoints.WorkerGenerate, r.InstanceId, cancellationToken).ConfigureAwait(false);
+                await store.DeleteInstanceAsync(Endpoints.WorkerGenerate, r.InstanceId, cancellationToken).ConfigureAwait(false);
             }
 
             if (previous != r.State)

@@ -61,7 +61,7 @@ public sealed class RequestMigrationRuntime : IAsyncDisposable, IDisposable
     public IKeyValueStore Store { get; }
 
     /// <summary>Instance records in <see cref="Store"/>.</summary>
-    public InstanceRegistry Registry { get; }
+    internal InstanceRegistry Registry { get; }
 
     internal ILoggerFactory LoggerFactory { get; }
 

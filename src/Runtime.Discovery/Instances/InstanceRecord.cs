@@ -46,7 +46,7 @@ public sealed record InstanceRecord
 
     /// <summary>
     /// When the instance first registered this record (UTC, the registering process's clock), so tools can show
-    /// an instance's age. <see cref="InstanceRegistrar"/> sets it and keeps it across re-registrations (new tags,
+    /// an instance's age. A server sets it and keeps it across re-registrations (new tags,
     /// a replaced lease). Null for records of older servers.
     /// </summary>
     [JsonPropertyName("registered_at")]

@@ -9,7 +9,7 @@ namespace RequestMigration.Discovery.Instances;
 /// grants a new one and writes every record again, without the caller noticing. The instance id
 /// stays the same for the life of the registrar.
 /// </summary>
-public sealed partial class InstanceRegistrar : IAsyncDisposable
+internal sealed partial class InstanceRegistrar : IAsyncDisposable
 {
     private static readonly TimeSpan StartupRetryInitialDelay = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan StartupRetryMaxDelay = TimeSpan.FromSeconds(4);

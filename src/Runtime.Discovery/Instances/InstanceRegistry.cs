@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace RequestMigration.Discovery.Instances;
 
 /// <summary>What happened to an instance of a watched endpoint.</summary>
-public enum InstanceChangeKind
+internal enum InstanceChangeKind
 {
     /// <summary>The instance appeared or its record changed.</summary>
     Upserted,
@@ -22,13 +22,13 @@ public enum InstanceChangeKind
 /// <param name="Kind">Upserted, removed, or the end of the initial snapshot.</param>
 /// <param name="InstanceId">The instance (0 for <see cref="InstanceChangeKind.Synced"/>).</param>
 /// <param name="Record">The record for upserts; <see langword="null"/> otherwise.</param>
-public readonly record struct InstanceChange(InstanceChangeKind Kind, ulong InstanceId, InstanceRecord? Record);
+internal readonly record struct InstanceChange(InstanceChangeKind Kind, ulong InstanceId, InstanceRecord? Record);
 
 /// <summary>
 /// Reads and writes instance records in a <see cref="IKeyValueStore"/>. A value that is not a valid
 /// record is skipped with a warning naming its key, so one corrupt entry never stops routing to the rest.
 /// </summary>
-public sealed partial class InstanceRegistry(IKeyValueStore store, ILogger<InstanceRegistry>? logger = null)
+internal sealed partial class InstanceRegistry(IKeyValueStore store, ILogger<InstanceRegistry>? logger = null)
 {
     private readonly ILogger _logger = (ILogger?)logger ?? NullLogger.Instance;
 

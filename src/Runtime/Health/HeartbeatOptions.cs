@@ -82,7 +82,7 @@ public sealed class HeartbeatOptions
 
     /// <summary>Parses <c>misses</c> or <c>phi</c> (case-insensitive).</summary>
     /// <exception cref="ArgumentException">Any other value, naming <paramref name="source"/> and the valid values.</exception>
-    public static HeartbeatDetector ParseDetector(string value, string source = "DYN_HEARTBEAT_DETECTOR") =>
+    internal static HeartbeatDetector ParseDetector(string value, string source = "DYN_HEARTBEAT_DETECTOR") =>
         value.Trim().ToLowerInvariant() switch
         {
             "misses" or "consecutivemisses" => HeartbeatDetector.ConsecutiveMisses,

@@ -9,18 +9,20 @@ namespace RequestMigration.Health;
 /// <summary>
 /// The two-tier instance view of one endpoint: <see cref="Source"/> is what discovery says exists (and the
 /// router's tag filter lets through); <see cref="Available"/> is the routable subset.
-/// <see cref="ReportInstanceDown(ulong)"/> takes one instance out of <see cref="Available"/> for
-/// <see cref="InhibitDuration"/> from that moment; each instance returns on its own deadline. Discovery
+/// A failed attempt (or <see cref="Routing.PushRouter{TRequest, TResponse}.ReportInstanceDown(ulong, string)"/>) takes one instance
+/// out of <see cref="Available"/> for <see cref="InhibitDuration"/> from that moment; each instance returns on its
+/// own deadline. Discovery
 /// changes update <see cref="Source"/> at once (new instances become available, removed ones leave) but never
 /// bring an inhibited instance back early. Every change is also published as a <see cref="MembershipEvent"/>
-/// (<see cref="WatchEventsAsync"/>).
+/// (<see cref="WatchEventsAsync"/>). Each router owns its view (<see cref="Routing.PushRouter{TRequest, TResponse}.Instances"/>);
+/// callers read it, only the router changes it.
 /// </summary>
 /// <remarks>
 /// Readers never lock: the lists are immutable arrays swapped under <c>_gate</c>, so a router picking an
 /// instance reads one consistent snapshot. Time comes from the injected <see cref="TimeProvider"/>; one
 /// timer is armed for the earliest inhibit deadline.
 /// </remarks>
-public sealed partial class InstanceAvailability : IDisposable
+public sealed partial class InstanceAvailability
 {
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
@@ -167,7 +169,7 @@ public sealed partial class InstanceAvailability : IDisposable
     /// <c>inhibiting instance {id}</c>, publishing <see cref="MembershipEventKind.Failed"/>). Returns false when
     /// inhibiting is disabled or the instance is not available.
     /// </summary>
-    public bool ReportInstanceDown(ulong instanceId) => ReportInstanceDown(instanceId, "reported down");
+    internal bool ReportInstanceDown(ulong instanceId) => ReportInstanceDown(instanceId, "reported down");
 
     internal bool ReportInstanceDown(ulong instanceId, string reason)
     {
@@ -238,7 +240,7 @@ public sealed partial class InstanceAvailability : IDisposable
 
     /// <summary>Waits until at least one instance is available.</summary>
     /// <exception cref="TimeoutException">None appeared within <paramref name="timeout"/>; the message names the endpoint.</exception>
-    public async Task WaitForAvailableAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
+    internal async Task WaitForAvailableAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var deadline = timeProvider.GetUtcNow() + timeout;
         while (true)
@@ -272,7 +274,7 @@ public sealed partial class InstanceAvailability : IDisposable
     }
 
     /// <summary>Brings every inhibited instance back at once.</summary>
-    public void Reconcile()
+    internal void Reconcile()
     {
         lock (_gate)
         {
@@ -285,8 +287,8 @@ public sealed partial class InstanceAvailability : IDisposable
         }
     }
 
-    /// <inheritdoc />
-    public void Dispose()
+    /// <summary>Stops the inhibit timer and ends every event subscription; the owning router calls it when it is disposed.</summary>
+    internal void Dispose()
     {
         lock (_gate)
         {

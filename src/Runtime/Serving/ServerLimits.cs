@@ -6,7 +6,7 @@ namespace RequestMigration.Serving;
 /// ship, where it comes from, its environment variable, and what <see langword="null"/> or zero means.
 /// </summary>
 /// <remarks>
-/// A request over a stream limit gets an <see cref="Wire.ErrorCode.Unavailable"/> error frame before anything
+/// A request over a stream limit gets an "unavailable" error frame before anything
 /// else, which routers treat as "go elsewhere" without counting an attempt, so with other instances available
 /// consumers do not notice. A TCP connection over <see cref="MaxConcurrentConnections"/> is closed before its
 /// TLS handshake, which routers also retry elsewhere; a QUIC one has each of its requests refused that way and
@@ -43,7 +43,7 @@ public sealed class ServerLimits
     /// <summary>
     /// Largest request frame the server accepts (<c>DYN_MAX_REQUEST_FRAME_BYTES</c>); the smaller of this and
     /// <see cref="RuntimeOptions.MaxFrameSize"/> applies. A larger request gets a
-    /// <see cref="Wire.ErrorCode.FrameTooLarge"/> error naming both sizes. Default 4 MiB, gRPC's default largest
+    /// "frame too large" error naming both sizes. Default 4 MiB, gRPC's default largest
     /// received message: requests are prompts and parameters, while responses may need the 16 MiB frames.
     /// At least 1 KiB.
     /// </summary>
@@ -53,7 +53,7 @@ public sealed class ServerLimits
     /// Most bytes the server holds, summed over all its connections, for request frames that are still arriving
     /// (<c>DYN_MAX_BUFFERED_BYTES</c>). Without it, peers that each send most of one large frame and stop pin
     /// that much memory per connection. A connection whose incomplete frame would take the total over the limit
-    /// gets an <see cref="Wire.ErrorCode.Unavailable"/> error frame (routers try another instance) and is closed.
+    /// gets an "unavailable" error frame (routers try another instance) and is closed.
     /// Frames of up to 16 KiB are not counted: they fit in the read buffer each connection has anyway, so small
     /// requests are served even while the limit is reached. Default 64 MiB; zero disables the limit; otherwise at
     /// least the largest request frame, so it can arrive.
@@ -166,7 +166,7 @@ public sealed class ServerLimits
     /// </summary>
     /// <param name="maxFrameSize"><see cref="RuntimeOptions.MaxFrameSize"/>, which caps the request frame size too.</param>
     /// <exception cref="ArgumentException">One or more limits are out of range.</exception>
-    public void Validate(int maxFrameSize)
+    internal void Validate(int maxFrameSize)
     {
         var errors = new List<string>();
         if (MaxConcurrentConnections is < 1)

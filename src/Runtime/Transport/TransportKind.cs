@@ -49,12 +49,12 @@ public static class TransportKinds
         && System.Net.Quic.QuicListener.IsSupported && System.Net.Quic.QuicConnection.IsSupported;
 
     /// <summary>Why QUIC cannot be used here, and how to fix it (no claim about what happens instead).</summary>
-    public const string QuicUnsupportedReason =
+    internal const string QuicUnsupportedReason =
         "System.Net.Quic is not supported in this process (libmsquic 2.2+ not found); "
         + "install libmsquic from packages.microsoft.com (package 'libmsquic') to enable QUIC";
 
     /// <summary>The text logged when <c>auto</c> falls back to TCP.</summary>
-    public const string QuicUnavailableHint = QuicUnsupportedReason + "; using TCP + TLS";
+    internal const string QuicUnavailableHint = QuicUnsupportedReason + "; using TCP + TLS";
 
     /// <summary>Throws when <paramref name="kind"/> is <see cref="TransportKind.Quic"/> and QUIC is not supported here.</summary>
     /// <exception cref="PlatformNotSupportedException">Names the setting and says how to get QUIC, or to use <c>tcp</c> / <c>auto</c>.</exception>

@@ -6,7 +6,7 @@ namespace RequestMigration.Wire;
 /// the server ending in exactly one <see cref="End"/> or <see cref="Error"/>. Heartbeats
 /// (<see cref="Ping"/> / <see cref="Pong"/>) may be interleaved with either direction.
 /// </summary>
-public enum FrameType : byte
+internal enum FrameType : byte
 {
     /// <summary>Client to server: <see cref="RequestHeader"/> followed by the request payload.</summary>
     Request = 1,
@@ -31,7 +31,7 @@ public enum FrameType : byte
 }
 
 /// <summary>Why a response failed; decides whether the router tries another instance.</summary>
-public enum ErrorCode : byte
+internal enum ErrorCode : byte
 {
     /// <summary>The stream ended before the response completed (<see cref="StreamErrors.StreamIncomplete"/>). Retried elsewhere.</summary>
     StreamIncomplete = 1,
@@ -62,13 +62,13 @@ public static class StreamErrors
     public const string StreamIncomplete = "Stream ended before generation completed";
 
     /// <summary>Whether an error code means "try another instance".</summary>
-    public static bool IsRetryable(ErrorCode code, string? message) =>
+    internal static bool IsRetryable(ErrorCode code, string? message) =>
         code is ErrorCode.StreamIncomplete or ErrorCode.UnknownEndpoint or ErrorCode.Unavailable
         || (message is not null && message.Contains(StreamIncomplete, StringComparison.Ordinal));
 }
 
 /// <summary>A peer broke the wire protocol (malformed, truncated or oversized frame).</summary>
-public sealed class ProtocolException(string message, ErrorCode code = ErrorCode.BadRequest) : IOException(message)
+internal sealed class ProtocolException(string message, ErrorCode code = ErrorCode.BadRequest) : IOException(message)
 {
     /// <summary>The error code sent to the peer, when a response can still be sent.</summary>
     public ErrorCode Code { get; } = code;

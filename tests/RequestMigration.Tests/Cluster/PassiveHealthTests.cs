@@ -28,7 +28,7 @@ public sealed class PassiveHealthTests : IAsyncLifetime
     [Fact]
     public void An_instance_is_inhibited_only_after_the_configured_failures_in_a_row()
     {
-        using var view = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance, failuresBeforeInhibit: 3);
+        var view = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance, failuresBeforeInhibit: 3);
         view.Apply(new InstanceChange(InstanceChangeKind.Upserted, 1, InstanceRecords.Record(Endpoint, 1)));
         var state = view.FindState(1)!;
 

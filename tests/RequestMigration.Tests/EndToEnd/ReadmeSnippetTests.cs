@@ -60,14 +60,20 @@ public sealed class ReadmeSnippetTests : IDisposable
     }
 
     /// <summary>The fenced block of <paramref name="language"/> that follows the marker <c>&lt;!-- readme-snippet: name ... --&gt;</c>.</summary>
-    private static string Snippet(string readme, string name, string language)
+    internal static string Snippet(string readme, string name, string language)
     {
         var m = new Regex($@"<!-- readme-snippet: {Regex.Escape(name)}\b[^>]*-->\s*```{Regex.Escape(language)}\r?\n(?<code>.*?)\r?\n```", RegexOptions.Singleline).Match(readme);
         m.Success.ShouldBeTrue($"README.md has no '<!-- readme-snippet: {name} -->' marker followed by a ```{language} block");
         return m.Groups["code"].Value;
     }
 
-    private static async Task<(int Code, string Output)> RunAsync(string workingDirectory, TimeSpan timeout, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment)
+    /// <summary>
+    /// Runs <c>dotnet</c> with <paramref name="arguments"/> as a new user's shell would (none of this run's
+    /// <c>DYN_*</c>, <c>ETCD_*</c> or <c>RequestMigration__*</c> settings), plus <paramref name="environment"/>;
+    /// the exit code and stdout and stderr interleaved.
+    /// </summary>
+    /// <exception cref="TimeoutException">Still running after <paramref name="timeout"/> (then killed).</exception>
+    internal static async Task<(int Code, string Output)> RunAsync(string workingDirectory, TimeSpan timeout, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment)
     {
         var psi = new ProcessStartInfo("dotnet")
         {

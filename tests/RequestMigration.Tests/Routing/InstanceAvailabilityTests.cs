@@ -123,7 +123,7 @@ public sealed class InstanceAvailabilityTests : IDisposable
     [Fact]
     public void Zero_interval_disables_inhibiting()
     {
-        using var view = new InstanceAvailability(Endpoint, TimeSpan.Zero, _time, NullLogger.Instance);
+        var view = new InstanceAvailability(Endpoint, TimeSpan.Zero, _time, NullLogger.Instance);
         view.Apply(Up(1));
         view.ReportInstanceDown(1).ShouldBeFalse();
         Ids(view.Available).ShouldBe([1UL]);
@@ -132,13 +132,13 @@ public sealed class InstanceAvailabilityTests : IDisposable
     [Fact]
     public async Task Waiting_for_an_instance_completes_when_one_appears_and_times_out_otherwise()
     {
-        using var view = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance);
+        var view = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance);
         var wait = view.WaitForAvailableAsync(TimeSpan.FromSeconds(30), _time, TestContext.Current.CancellationToken);
         wait.IsCompleted.ShouldBeFalse();
         view.Apply(Up(7));
         await wait.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
 
-        using var empty = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance);
+        var empty = new InstanceAvailability(Endpoint, TimeSpan.FromSeconds(5), _time, NullLogger.Instance);
         var timeout = empty.WaitForAvailableAsync(TimeSpan.FromSeconds(3), _time, TestContext.Current.CancellationToken);
         _time.Advance(TimeSpan.FromSeconds(3));
         (await Should.ThrowAsync<TimeoutException>(() => timeout.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken)))
