@@ -13,7 +13,7 @@ public enum TransportKind
     /// <summary>QUIC only: one connection per peer, one stream per request. Fails at start-up without libmsquic.</summary>
     Quic,
 
-    /// <summary>TCP + TLS: pooled connections, one request at a time per connection.</summary>
+    /// <summary>TCP + TLS: request streams multiplexed over a few pooled connections per instance (ALPN <c>rm/2</c>), or one request at a time per connection against servers that speak only <c>rm/1</c>.</summary>
     Tcp,
 }
 
