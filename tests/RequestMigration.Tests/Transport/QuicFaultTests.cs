@@ -34,10 +34,40 @@ public sealed class QuicFaultTests : IAsyncLifetime
         var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
         var connector = runtime.Transports.ConnectorFor(TransportKinds.Quic);
 
+        var started = System.Diagnostics.Stopwatch.StartNew();
         var ex = await Should.ThrowAsync<IOException>(async () => await connector.OpenAsync($"127.0.0.1:{port}", Ct));
         ex.Message.ShouldBe($"connect to 127.0.0.1:{port} timed out after 1 s");
 
+        // When the timeout says, not when msquic has finished shutting the half-open connection down (~3 s later).
+        started.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2.5));
+
         // The address comes alive: the next request must dial again, not fail at once from a cached task.
+        blackHole.Dispose();
+        await _cluster.StartServerAsync<string, string>(Echo, configure: o => o.ListenPort = port);
+        await using var stream = await connector.OpenAsync($"127.0.0.1:{port}", Ct);
+        stream.ConnectionId.ShouldStartWith($"127.0.0.1:{port}#");
+    }
+
+    [Fact]
+    public async Task A_connect_that_failed_after_its_only_caller_gave_up_is_not_served_to_the_next_request()
+    {
+        var blackHole = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)blackHole.Client.LocalEndPoint!).Port;
+        var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+        var connector = runtime.Transports.ConnectorFor(TransportKinds.Quic);
+
+        // The only caller stops waiting long before the connect times out; the connect goes on and then fails
+        // with nobody left to see it.
+        using (var giveUp = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            giveUp.CancelAfter(TimeSpan.FromMilliseconds(100));
+            await Should.ThrowAsync<OperationCanceledException>(async () => await connector.OpenAsync($"127.0.0.1:{port}", giveUp.Token));
+        }
+
+        // The connect times out 1 s after it started, with nobody waiting for it.
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+
+        // The address comes alive: the next request dials again instead of getting that stale timeout.
         blackHole.Dispose();
         await _cluster.StartServerAsync<string, string>(Echo, configure: o => o.ListenPort = port);
         await using var stream = await connector.OpenAsync($"127.0.0.1:{port}", Ct);

@@ -96,7 +96,7 @@ internal sealed partial class QuicTransportListener : ITransportListener
             catch (Exception ex) when (ex is QuicException or System.Security.Authentication.AuthenticationException && !cancellationToken.IsCancellationRequested)
             {
                 // A failed handshake affects that peer only.
-                LogHandshakeFailed(ex.Message);
+                LogHandshakeFailed(Diagnostics.LogValues.Sanitize(ex.Message));
                 continue;
             }
 
@@ -321,6 +321,16 @@ internal sealed class QuicClientConnector : IClientConnector
             }
 
             var connecting = entry.Connect.Value;
+            if (connecting.IsCompleted && !connecting.IsCompletedSuccessfully)
+            {
+                // A connect that failed after everyone waiting for it gave up: nobody evicted it, and its error
+                // is old news. Dial afresh rather than fail (and blame the instance) with it.
+                entry.Release();
+                Evict(address, entry);
+                attempt--;
+                continue;
+            }
+
             QuicConnection conn;
             try
             {
@@ -520,7 +530,7 @@ internal sealed class QuicClientConnector : IClientConnector
         try
         {
             var endpoint = await Addresses.ResolveAsync(address, timeout.Token).ConfigureAwait(false);
-            return await QuicConnection.ConnectAsync(
+            var connecting = QuicConnection.ConnectAsync(
                 new QuicClientConnectionOptions
                 {
                     RemoteEndPoint = endpoint,
@@ -532,7 +542,33 @@ internal sealed class QuicClientConnector : IClientConnector
                     IdleTimeout = _settings.IdleTimeout,
                     KeepAliveInterval = _settings.KeepAliveInterval,
                 },
-                timeout.Token).ConfigureAwait(false);
+                timeout.Token).AsTask();
+            try
+            {
+                // A cancelled connect only completes once msquic has shut the half-open connection down, which
+                // takes another ~3 s against a peer that never answered: the timeout must not wait for that.
+                return await connecting.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                _ = connecting.ContinueWith(
+                    static t =>
+                    {
+                        if (t.IsCompletedSuccessfully)
+                        {
+                            // Connected just as the timeout fired: nobody will use it.
+                            _ = t.Result.DisposeAsync().AsTask();
+                        }
+                        else
+                        {
+                            _ = t.Exception;
+                        }
+                    },
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+                throw;
+            }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
