@@ -95,7 +95,17 @@ internal sealed class StreamSession
                 catch (ProtocolException ex)
                 {
                     _server.OnRejected(_connection, ex.Code);
-                    Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
+                    if (ex.Code == ErrorCode.Unavailable)
+                    {
+                        // The frame reader's only Unavailable is the server-wide budget for incomplete frames: a
+                        // limit, so logged like the others (once per peer per interval), not once per connection.
+                        _server.OnLimit(nameof(ServerLimits.MaxBufferedRequestBytes), RejectionLog.PeerOf(_connection.Remote), ex.Message);
+                    }
+                    else
+                    {
+                        Log.BadInput(_logger, _connection.Id, _connection.Remote, ex.Message);
+                    }
+
                     await RejectStreamAsync(current, currentCts, ex.Code, ex.Message).ConfigureAwait(false);
                     return;
                 }

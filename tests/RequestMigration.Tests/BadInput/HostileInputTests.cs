@@ -104,9 +104,12 @@ public sealed class HostileInputTests : IAsyncLifetime
             buffers.InUse.ShouldBeLessThanOrEqualTo(budget);
         }
 
-        // Logged once per refused connection, as a warning.
-        (await WaitUntilAsync(() => server.Logs.Entries.Count(e => e.Message.Contains("DYN_MAX_BUFFERED_BYTES", StringComparison.Ordinal)) >= 5)).ShouldBeTrue(server.Logs.Dump());
-        server.Logs.Entries.Count(e => e.Message.Contains("DYN_MAX_BUFFERED_BYTES", StringComparison.Ordinal)).ShouldBe(5, server.Logs.Dump());
+        // A limit like the others: one warning per peer per interval, so five refusals of 127.0.0.1 in a row are
+        // one line (the refusal is logged before its error frame goes out, so all five are in by now).
+        var lines = server.Logs.Entries.Where(e => e.Message.Contains("DYN_MAX_BUFFERED_BYTES", StringComparison.Ordinal)).ToList();
+        var line = lines.ShouldHaveSingleItem(server.Logs.Dump());
+        line.Level.ShouldBe(LogLevel.Warning);
+        line.Message.ShouldContain("MaxBufferedRequestBytes reached, refused peer 127.0.0.1");
 
         // Small requests are not counted, so they are served while the budget is exhausted.
         var small = new EchoRequest("small", 2);
@@ -196,7 +199,11 @@ public sealed class HostileInputTests : IAsyncLifetime
 
         await conn.DisposeAsync();
 
-        await _gone.Cancelled.Task.WaitAsync(Timeout);
+        // (Seen twice in ~60 runs: no cancellation within 10 s; not reproduced in the 52 runs after. The message keeps what would
+        // tell why.)
+        var cancelled = await Task.WhenAny(_gone.Cancelled.Task, Task.Delay(Timeout, TestContext.Current.CancellationToken));
+        cancelled.ShouldBe(_gone.Cancelled.Task, $"the handler was not cancelled within {Timeout.TotalSeconds} s of the consumer leaving; thread pool: {ThreadPool.ThreadCount} threads, {ThreadPool.PendingWorkItemCount} items queued\n{Server.Logs.Dump()}");
+
         _gone.Release();
         var finallyRan = await Task.WhenAny(_gone.FinallyRan.Task, Task.Delay(Timeout));
         finallyRan.ShouldBe(_gone.FinallyRan.Task, $"the handler's finally never ran\n{Server.Logs.Dump()}");
