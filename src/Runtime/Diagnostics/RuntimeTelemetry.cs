@@ -4,7 +4,7 @@ namespace RequestMigration.Diagnostics;
 
 /// <summary>
 /// Tracing: one <see cref="ActivitySource"/> named <c>RequestMigration</c> (subscribe with OpenTelemetry's
-/// <c>AddSource("RequestMigration")</c>). A router call is an internal span with one client span per attempt;
+/// <c>AddSource("RequestMigration")</c>). A router call is a client span with one client span per attempt under it;
 /// the server's span is the attempt span's child (W3C trace context travels in the request header), so a
 /// migrated stream is one trace whose attempt spans sit on different servers. Failover, inhibit and heartbeat
 /// failure are span events.

@@ -16,7 +16,7 @@ internal static class CallTracing
 {
     public static Activity? StartCall(string endpoint, string requestId)
     {
-        var call = RuntimeTelemetry.Source.StartActivity("request_migration.call", ActivityKind.Internal);
+        var call = RuntimeTelemetry.Source.StartActivity("request_migration.call", ActivityKind.Client);
         if (call is not null)
         {
             call.DisplayName = endpoint;

@@ -58,7 +58,7 @@ public sealed class TracingTests : IAsyncLifetime
 
         var mine = _spans.Where(s => (s.GetTagItem(RuntimeTelemetry.Attributes.Endpoint) as string) == Endpoint).ToList();
         var call = mine.Where(s => s.OperationName == "request_migration.call").ShouldHaveSingleItem();
-        call.Kind.ShouldBe(ActivityKind.Internal);
+        call.Kind.ShouldBe(ActivityKind.Client);
         var attempts = mine.Where(s => s.OperationName == "request_migration.attempt").OrderBy(s => (int)s.GetTagItem(RuntimeTelemetry.Attributes.Attempt)!).ToList();
         var servers = mine.Where(s => s.OperationName == "request_migration.server").ToList();
         attempts.Count.ShouldBe(2);
@@ -95,15 +95,65 @@ public sealed class TracingTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Without_a_listener_the_request_header_carries_no_trace_context()
+    public async Task A_heartbeat_failure_is_an_event_on_the_attempt_it_interrupted()
     {
+        const string Endpoint = "trace/backend/stalled";
+        var stalled = await _cluster.StartServerAsync<string, string>((_, ctx) => Stalling("stalled", 4, stallAfter: 2, ctx), Endpoint);
+        stalled.AnswerHeartbeats = false;
+        var good = await _cluster.StartServerAsync<string, string>((_, ctx) => Stalling("good", 4, stallAfter: -1, ctx), Endpoint);
+        var runtime = _cluster.Runtime();
+        runtime.LoadBalancingPolicies.Register("sticky", () => new RouterFaultTests.StickyPolicy(() => stalled.InstanceId));
+        var router = runtime.CreateRouter<string, string>(EndpointId.Parse(Endpoint), new RouterOptions
+        {
+            LoadBalancingPolicy = "sticky",
+            Migration = true,
+            Heartbeat = new RequestMigration.Health.HeartbeatOptions { Interval = TimeSpan.FromMilliseconds(200), Timeout = TimeSpan.FromMilliseconds(100) },
+        });
+        while (router.Instances.Available.Count < 2)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        (await Collect(router.GenerateAsync("x", Ct)).WaitAsync(TimeSpan.FromSeconds(20), Ct)).Select(i => i.Data).ShouldBe(["stalled:0", "stalled:1", "good:2", "good:3"]);
+        _tracing!.ForceFlush();
+
+        var attempts = _spans.Where(s => s.OperationName == "request_migration.attempt" && (s.GetTagItem(RuntimeTelemetry.Attributes.Endpoint) as string) == Endpoint)
+            .OrderBy(s => (int)s.GetTagItem(RuntimeTelemetry.Attributes.Attempt)!).ToList();
+        attempts.Count.ShouldBe(2);
+        Tag(attempts[0], RuntimeTelemetry.Attributes.InstanceId).ShouldBe(stalled.InstanceId.ToString("x"));
+        attempts[0].Status.ShouldBe(ActivityStatusCode.Error);
+        var heartbeat = attempts[0].Events.Where(e => e.Name == "heartbeat_failure").ShouldHaveSingleItem();
+        heartbeat.Tags.ShouldContain(t => t.Key == "reason" && ((string)t.Value!).Contains("pings in a row got no reply", StringComparison.Ordinal));
+
+        // The healthy attempt has none; the call records the failover away from the stalled instance.
+        Tag(attempts[1], RuntimeTelemetry.Attributes.InstanceId).ShouldBe(good.InstanceId.ToString("x"));
+        attempts[1].Events.ShouldNotContain(e => e.Name == "heartbeat_failure");
+        var call = _spans.Single(s => s.SpanId == attempts[0].ParentSpanId);
+        call.Events.ShouldContain(e => e.Name == "failover");
+    }
+
+    [Fact]
+    public async Task Without_a_listener_on_the_router_side_the_request_carries_no_trace_context()
+    {
+        // Only server spans are recorded: a traceparent in the request header would make the server span a child
+        // of a remote parent, so a server span that is a root shows the header carried none.
         _tracing!.Dispose();
         _tracing = null;
-        string? seen = null;
-        await _cluster.StartServerAsync<string, string>((_, ctx) => Record(() => seen = Activity.Current?.Id ?? "none"), "trace/backend/quiet");
+        using var serverOnly = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == RuntimeTelemetry.SourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> o) => o.Kind == ActivityKind.Server ? ActivitySamplingResult.AllDataAndRecorded : ActivitySamplingResult.None,
+        };
+        ActivitySource.AddActivityListener(serverOnly);
+        Activity? seen = null;
+        await _cluster.StartServerAsync<string, string>((_, ctx) => Record(() => seen = Activity.Current), "trace/backend/quiet");
         var router = await _cluster.RouterAsync<string, string>(1, endpoint: "trace/backend/quiet");
         (await Collect(router.GenerateAsync("x", Ct))).Single().Data.ShouldBe("ok");
-        seen.ShouldBe("none");
+
+        seen.ShouldNotBeNull("the server span is recorded");
+        seen.OperationName.ShouldBe("request_migration.server");
+        seen.HasRemoteParent.ShouldBeFalse();
+        seen.ParentSpanId.ShouldBe(default);
     }
 
     private static string? Tag(Activity span, string name) => span.GetTagItem(name)?.ToString();
@@ -115,6 +165,20 @@ public sealed class TracingTests : IAsyncLifetime
             if (i == cutAt)
             {
                 throw new AbortStreamException("trace test cut");
+            }
+
+            await Task.Yield();
+            yield return $"{name}:{i}";
+        }
+    }
+
+    private static async IAsyncEnumerable<string> Stalling(string name, int count, int stallAfter, RequestContext ctx)
+    {
+        for (var i = (int)ctx.ResumeFrom; i < count; i++)
+        {
+            if (i == stallAfter)
+            {
+                await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
             }
 
             await Task.Yield();
