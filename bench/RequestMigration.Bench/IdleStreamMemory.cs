@@ -14,8 +14,9 @@ namespace RequestMigration.Bench;
 /// serves an endpoint whose handler just waits on its cancellation token; this process opens N streams to it
 /// and leaves them idle. Server working set after a full GC, before and after, divided by N. Running the server
 /// apart keeps the client's half of each stream out of the figure (the client's own growth is reported
-/// separately) and keeps each process under the open-files limit: over TCP each of our streams is its own
-/// TCP+TLS connection, so each side holds N sockets. gRPC is measured the same way for comparison: its calls
+/// separately) and keeps each process under the open-files limit when streams do not share connections (TCP with
+/// multiplexing off holds a TCP+TLS connection per stream; multiplexed TCP and QUIC hold a few connections in all).
+/// gRPC is measured the same way for comparison: its calls
 /// are HTTP/2 streams multiplexed over a few connections (Kestrel allows 100 streams per connection by default,
 /// and the client opens more connections as needed).
 /// </summary>
