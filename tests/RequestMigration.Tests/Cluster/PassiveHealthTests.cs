@@ -78,6 +78,26 @@ public sealed class PassiveHealthTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_retry_waiting_for_an_inhibited_instance_takes_a_new_one_as_soon_as_it_appears()
+    {
+        await _cluster.StartServerAsync<string, string>((_, ctx) => FailsWhenTold(() => true));
+        var router = await _cluster.RouterAsync<string, string>(1, new RouterOptions(), _time);
+
+        var call = TransportConformanceCollect(router.GenerateAsync("x", Ct));
+        await WaitUntil(() => _cluster.Logs.Contains("every instance of endpoint=test/backend/generate is inhibited; waiting up to 10 s"));
+
+        // The failed instance stays inhibited for 5 s of the router's (fake) clock; a newcomer ends the wait at once.
+        var waitStarted = _time.GetUtcNow();
+        var newcomer = await _cluster.StartNamedServerAsync("new", count: 2);
+        await WaitUntil(() => router.Instances.Available.Any(r => r.InstanceId == newcomer.InstanceId));
+
+        // Only the jitter before the retry (under 50 ms) is left to pass on the router's clock.
+        var items = await AdvanceUntilDone(call);
+        (_time.GetUtcNow() - waitStarted).ShouldBeLessThan(TimeSpan.FromSeconds(1), "the call went on well before the inhibited instance could return");
+        items.Select(i => i.IsError ? "ERR:" + i.Comment : i.Data).ShouldBe(["one", $"ERR:{StreamErrors.StreamIncomplete}", "new:0", "new:1"]);
+    }
+
+    [Fact]
     public async Task When_the_wait_budget_is_spent_the_call_fails_with_the_last_real_error()
     {
         await _cluster.StartServerAsync<string, string>((_, ctx) => FailsWhenTold(() => true));
