@@ -39,10 +39,33 @@ public sealed class EtcdEndToEndTests(EtcdFixture etcd) : IAsyncLifetime
     private async Task ClearDemoInstancesAsync()
     {
         await using var store = new RequestMigration.Discovery.Etcd.EtcdKeyValueStore(etcd.Options());
-        foreach (var e in await store.ListAsync(InstanceKeys.Prefix(EndpointId.Parse(ExampleHarness.Endpoint))))
+        foreach (var e in (await store.ListAsync(InstanceKeys.Prefix(EndpointId.Parse(ExampleHarness.Endpoint)))).Concat(await store.ListAsync("v1/instances/connection-swap/")))
         {
             await store.DeleteAsync(e.Key);
         }
+    }
+
+    [Fact]
+    public async Task Two_connection_swap_directors_on_etcd_kill_9_of_the_one_in_use_continues_the_session_on_the_other()
+    {
+        await using var swap = new ConnectionSwap.SwapCluster();
+        var d1 = await swap.StartDirectorAsync("director-1", EtcdEnv);
+        var d2 = await swap.StartDirectorAsync("director-2", EtcdEnv);
+        var workerEnv = new Dictionary<string, string>(EtcdEnv) { ["CONNECTION_SWAP_FAILURE_ENABLED"] = "false" };
+        await Task.WhenAll(swap.StartWorkerAsync("worker-a", [d1, d2], workerEnv), swap.StartWorkerAsync("worker-b", [d1, d2], workerEnv));
+
+        // The client finds both directors through etcd (no CONNECTION_SWAP_DIRECTOR_TARGET).
+        var client = swap.LaunchClient("director", 40, EtcdEnv);
+        await ConnectionSwap.SwapCluster.WaitForTokensAsync(client, 15, TimeSpan.FromSeconds(60));
+        var inUse = ConnectionSwap.Transcript.Parse(client).Lines.Single(l => l.Contains("streaming through director", StringComparison.Ordinal));
+        var (victim, survivor) = inUse.Contains("director=director-1 ", StringComparison.Ordinal) ? (d1, d2) : (d2, d1);
+        await victim.Process.KillHardAsync();
+
+        (await client.WaitForExitAsync(TimeSpan.FromSeconds(60))).ShouldBe(0, swap.DescribeAll());
+        var transcript = ConnectionSwap.Transcript.Parse(client);
+        transcript.ShouldBeGaplessAndDuplicateFree(40, swap.DescribeAll());
+        transcript.Count($"from_director={victim.Label} to_director={survivor.Label}").ShouldBe(1, swap.DescribeAll());
+        survivor.Process.Stdout.ShouldContain("client opened stream (from sequence=");
     }
 
     [Fact]
