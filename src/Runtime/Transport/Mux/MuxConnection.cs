@@ -24,15 +24,18 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     private readonly MuxSettings _local;
     private readonly ILogger _logger;
     // The send queue, guarded by _sendGate: whole frames waiting for the writer, in order. A sender that finds no
-    // writer running becomes it and writes everything queued in one go (one TLS record and one syscall for what
-    // many streams sent meanwhile); ids of opening streams are handed out as their frames are queued, so they
-    // go out in order. _drained is completed whenever the queue empties, for senders over the byte cap.
+    // writer running starts one on the thread pool and returns; the writer takes everything queued by then in
+    // one go (one TLS record and one syscall for what many streams sent meanwhile) and repeats until the queue
+    // is empty. Ids of opening streams are handed out as their frames are queued, so they go out in order.
+    // _drained is completed whenever the writer takes a batch, for senders over the byte cap; _written when
+    // the queue is empty and nothing is being written, for those that must know their frame is out.
     private readonly Lock _sendGate = new();
     private List<(byte[] Buffer, int Size)> _pending = [];
     private List<(byte[] Buffer, int Size)> _spare = [];
     private long _pendingBytes;
     private bool _writing;
     private TaskCompletionSource? _drained;
+    private TaskCompletionSource? _written;
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _closed = new();
     private readonly Channel<MuxStream>? _accepted;
@@ -210,6 +213,8 @@ internal sealed partial class MuxConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A graceful close: what the streams sent last (an End, a FIN) is still in the queue, give it a moment.
+        await WhenWrittenAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         Fail("the connection was closed");
         try
         {
@@ -371,9 +376,6 @@ internal sealed partial class MuxConnection : IAsyncDisposable
     /// <summary>Queued bytes above which senders wait for the writer (a slow peer holds back its senders, not memory).</summary>
     private const long MaxPendingBytes = 1024 * 1024;
 
-    /// <summary>Most batches one sender writes for others before a background task takes over.</summary>
-    private const int MaxInlineBatches = 4;
-
     /// <param name="type">Frame type.</param>
     /// <param name="flags">Frame flags.</param>
     /// <param name="streamId">The stream, or 0 for the connection (ignored when <paramref name="opening"/> is set).</param>
@@ -420,20 +422,40 @@ internal sealed partial class MuxConnection : IAsyncDisposable
 
         if (write)
         {
-            return DrainAsync(MaxInlineBatches);
+            // One thread-pool hop later rather than inline, so frames queued meanwhile share the write: this
+            // stream's next frames (a response's End and FIN follow its data at once) and other streams'. Writing
+            // inline cost a send per frame on a connection that was not busy: 36 k -> 59 k short requests/s and
+            // 53 -> 33 us CPU per request in a side harness (32 callers, 2 instances, one process).
+            ThreadPool.UnsafeQueueUserWorkItem(static c => c.StartDrain(), this, preferLocal: true);
         }
 
         return room is null ? ValueTask.CompletedTask : new ValueTask(room.WaitAsync(cancellationToken));
     }
 
-    /// <summary>
-    /// Writes what is queued, batch by batch, until the queue is empty (then the writer role is released) or
-    /// <paramref name="batches"/> batches were written (then a background task carries on). A failure here
-    /// breaks the connection.
-    /// </summary>
-    private async ValueTask DrainAsync(int batches)
+    private async void StartDrain()
     {
-        for (var round = 0; ; round++)
+        try
+        {
+            await DrainAsync().ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+            // The connection failed (Fail has told its streams).
+        }
+        catch (Exception ex)
+        {
+            // Nothing else is expected here; whatever it is, this connection can't write any more.
+            Fail($"mux connection {Id} could not write: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Writes what is queued, batch by batch, until the queue is empty; then the writer role is released. A
+    /// failure here breaks the connection.
+    /// </summary>
+    private async ValueTask DrainAsync()
+    {
+        while (true)
         {
             List<(byte[] Buffer, int Size)> batch;
             TaskCompletionSource? drained;
@@ -445,13 +467,8 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                     drained = _drained;
                     _drained = null;
                     drained?.TrySetResult();
-                    return;
-                }
-
-                if (round == batches)
-                {
-                    // Enough done for others: this sender's own frame went out long ago.
-                    _ = Task.Run(() => DrainAsync(int.MaxValue).AsTask());
+                    _written?.TrySetResult();
+                    _written = null;
                     return;
                 }
 
@@ -480,6 +497,31 @@ internal sealed partial class MuxConnection : IAsyncDisposable
                     _spare = batch;
                 }
             }
+        }
+    }
+
+    /// <summary>Waits (at most <paramref name="limit"/>) until everything queued so far is written, or the connection failed.</summary>
+    private async Task WhenWrittenAsync(TimeSpan limit)
+    {
+        Task written;
+        lock (_sendGate)
+        {
+            if (!_writing || _failure is not null)
+            {
+                return;
+            }
+
+            written = (_written ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+
+        try
+        {
+            // A bound on waiting for a socket, not protocol timing: real time even when the runtime's clock is fake.
+            await written.WaitAsync(limit).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A peer that does not read: close anyway.
         }
     }
 
@@ -585,6 +627,9 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), code);
         text.CopyTo(payload, 8);
         await SendQuietlyAsync(MuxFrameType.GoAway, MuxFlags.None, 0, payload).ConfigureAwait(false);
+
+        // A protocol error closes the connection right after this: the peer must get the GOAWAY naming the rule first.
+        await WhenWrittenAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
     }
 
     private async Task ReadLoopAsync()
@@ -941,6 +986,8 @@ internal sealed partial class MuxConnection : IAsyncDisposable
             _pendingBytes = 0;
             drained = _drained;
             _drained = null;
+            _written?.TrySetResult();
+            _written = null;
         }
 
         drained?.TrySetResult();
