@@ -320,8 +320,7 @@ internal sealed class StreamSession
             await run(_writer, FlushToPeerAsync, ct).ConfigureAwait(false);
             _writer.WriteEnd();
             _responseEnded = true;
-            await FlushToPeerAsync(ct).ConfigureAwait(false);
-            _connection.Complete(_stream);
+            await FlushToPeerAsync(ct, last: true).ConfigureAwait(false);
         }
         catch (AbortStreamException ex)
         {
@@ -429,7 +428,11 @@ internal sealed class StreamSession
     /// Flushes to the consumer, marking transport failures so they are not mistaken for the handler's own
     /// exceptions (a handler that throws an IOException has failed; a consumer we can't write to is gone).
     /// </summary>
-    private async ValueTask FlushToPeerAsync(CancellationToken ct)
+    private ValueTask FlushToPeerAsync(CancellationToken ct) => FlushToPeerAsync(ct, last: false);
+
+    /// <param name="ct">Cancels the flush.</param>
+    /// <param name="last">The response is complete after these bytes: the transport ends the stream's write side with them.</param>
+    private async ValueTask FlushToPeerAsync(CancellationToken ct, bool last)
     {
         // Cancelled before writing anything leaves the stream in step, so an error frame can still follow.
         ct.ThrowIfCancellationRequested();
@@ -437,7 +440,14 @@ internal sealed class StreamSession
         {
             _flushing = true;
             _writeTimer?.Change(_server.Limits.WriteTimeout!.Value, Timeout.InfiniteTimeSpan);
-            await _writer.FlushAsync(ct).ConfigureAwait(false);
+            if (last)
+            {
+                await _writer.FlushLastAsync(static (s, bytes, c) => s.Connection.WriteLastAsync(s.Stream, bytes, c), (Connection: _connection, Stream: _stream), ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await _writer.FlushAsync(ct).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException)
         {

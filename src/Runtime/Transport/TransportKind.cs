@@ -106,6 +106,14 @@ internal interface IServerConnection : IAsyncDisposable
     /// <summary>The response on this stream is complete (QUIC: close our write side; TCP: nothing).</summary>
     void Complete(Stream stream);
 
+    /// <summary>Writes the last bytes of a response and completes it (<see cref="Complete"/>).</summary>
+    async ValueTask WriteLastAsync(Stream stream, ReadOnlyMemory<byte> last, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(last, cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        Complete(stream);
+    }
+
     /// <summary>The server is draining: tell the peer to open no new streams here (multiplexed TCP: GOAWAY). Open streams carry on.</summary>
     void StopAcceptingStreams()
     {

@@ -107,6 +107,25 @@ internal sealed class FrameWriter(Stream stream, int maxFrameSize) : IDisposable
     }
 
     /// <summary>
+    /// Flushes the last frames of a response through <paramref name="writeLast"/>, which also ends the stream's
+    /// write side (so a transport can send both at once).
+    /// </summary>
+    public async ValueTask FlushLastAsync<TState>(Func<TState, ReadOnlyMemory<byte>, CancellationToken, ValueTask> writeLast, TState state, CancellationToken cancellationToken)
+    {
+        await _streamLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await writeLast(state, _buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _streamLock.Release();
+        }
+
+        _buffer.Reset();
+    }
+
+    /// <summary>
     /// Writes a <see cref="FrameType.Ping"/> or <see cref="FrameType.Pong"/> frame now, between whole frames of
     /// whatever else is being written, without touching the buffered output. Safe to call while another task
     /// appends frames and flushes.

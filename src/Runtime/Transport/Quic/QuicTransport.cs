@@ -244,6 +244,10 @@ internal sealed class QuicServerConnection(string id, QuicConnection connection,
         }
     }
 
+    // The FIN goes with the last bytes: one send through msquic instead of a send and a shutdown.
+    public ValueTask WriteLastAsync(Stream stream, ReadOnlyMemory<byte> last, CancellationToken cancellationToken) =>
+        ((QuicStream)stream).WriteAsync(last, completeWrites: true, cancellationToken);
+
     public async ValueTask DisposeAsync()
     {
         // Both the connection's own loop and a stopping server may dispose it; the second call is a no-op.
