@@ -146,7 +146,7 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     {
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
-        var requestId = Guid.NewGuid().ToString("N");
+        var requestId = RequestIds.Next();
         using var call = CallTracing.StartCall(Endpoint.Path, requestId);
         using var metrics = CallMetrics.Start(_runtime.Metrics, _endpointTag, _runtime.Time, cancellationToken);
         var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration, _options.MaxRetryWait);
