@@ -113,10 +113,42 @@ internal static class CallTracing
 
     public static void EndCall(Activity? call, Exception? error)
     {
-        if (call is not null && error is not null)
+        if (call is null)
+        {
+            return;
+        }
+
+        call.SetCustomProperty(EndedProperty, true);
+        if (error is not null)
         {
             call.SetTag(Attr.ErrorType, error.GetType().Name);
             call.SetStatus(ActivityStatusCode.Error, error.Message);
+        }
+    }
+
+    private const string EndedProperty = "request_migration.call_ended";
+
+    /// <summary>
+    /// Ends the call span however the call ended. A call that neither completed nor failed with an error of the
+    /// router's was stopped by its consumer: cancelled, it is an error (<c>OperationCanceledException</c>, as its
+    /// metrics count it); abandoned early without cancellation, it is not.
+    /// </summary>
+    public readonly struct CallEnd(Activity? call, CancellationToken cancellation) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (call is null)
+            {
+                return;
+            }
+
+            if (call.GetCustomProperty(EndedProperty) is null && cancellation.IsCancellationRequested)
+            {
+                call.SetTag(Attr.ErrorType, nameof(OperationCanceledException));
+                call.SetStatus(ActivityStatusCode.Error, "the call was cancelled");
+            }
+
+            call.Dispose();
         }
     }
 

@@ -147,12 +147,13 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         using var payload = new PooledBufferWriter();
         _runtime.Serializer.Serialize(payload, request);
         var requestId = RequestIds.Next();
-        using var call = CallTracing.StartCall(Endpoint.Path, requestId);
+        var call = CallTracing.StartCall(Endpoint.Path, requestId);
+        using var callEnd = new CallTracing.CallEnd(call, cancellationToken);
         using var metrics = CallMetrics.Start(_runtime.Metrics, _endpointTag, _runtime.Time, cancellationToken);
         var budget = new CallBudget(direct is null ? _options.MaxAttempts : 1, direct is null ? Instances.SourceCount + 1 : 1, _options.Migration, _options.MaxRetryWait);
         while (true)
         {
-            var instance = PickInstance(direct, budget, metrics);
+            var instance = PickInstance(direct, budget, metrics, call);
             if (instance is null && await WaitForInstanceAsync(budget, cancellationToken).ConfigureAwait(false))
             {
                 // One came back (or a new one appeared) within the wait budget: try it; nothing is counted.
@@ -336,17 +337,17 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
     /// instances this request has not failed on (or, if it failed on all of them, among every available one).
     /// Null when none is available on a retry; the first attempt throws instead.
     /// </summary>
-    private InstanceState? PickInstance(ulong? direct, CallBudget budget, CallMetrics? metrics)
+    private InstanceState? PickInstance(ulong? direct, CallBudget budget, CallMetrics? metrics, Activity? call)
     {
         if (direct is { } id)
         {
-            return Instances.FindState(id) ?? throw CallMetrics.Failed(metrics, new InstanceNotFoundException(id, Endpoint.Path));
+            return Instances.FindState(id) ?? throw Failed(new InstanceNotFoundException(id, Endpoint.Path));
         }
 
         var available = Instances.AvailableStates;
         if (available.Length == 0)
         {
-            return budget.AttemptNumber == 1 ? throw CallMetrics.Failed(metrics, new NoInstancesException(Endpoint.Path, DescribeDiscovery())) : null;
+            return budget.AttemptNumber == 1 ? throw Failed(new NoInstancesException(Endpoint.Path, DescribeDiscovery())) : null;
         }
 
         IReadOnlyList<InstanceState> candidates = available;
@@ -360,6 +361,12 @@ public sealed partial class PushRouter<TRequest, TResponse> : IAsyncDisposable
         }
 
         return _policy.PickInstance(candidates);
+
+        Exception Failed(Exception error)
+        {
+            CallTracing.EndCall(call, error);
+            return CallMetrics.Failed(metrics, error);
+        }
     }
 
     private async Task WatchLoopAsync(CancellationToken ct)

@@ -133,6 +133,33 @@ public sealed class TracingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cancelled_call_and_a_call_with_no_instance_end_their_spans_as_errors()
+    {
+        const string Endpoint = "trace/backend/cancelled";
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _cluster.StartServerAsync<string, string>((_, ctx) => Hanging(started, ctx), Endpoint);
+        var router = await _cluster.RouterAsync<string, string>(1, endpoint: Endpoint);
+        using (var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            var call = Collect(router.GenerateAsync("x", cts.Token));
+            await started.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            await cts.CancelAsync();
+            await Should.ThrowAsync<OperationCanceledException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        }
+
+        var empty = _cluster.Runtime().CreateRouter<string, string>(EndpointId.Parse("trace/backend/nobody"), new RouterOptions());
+        await Should.ThrowAsync<NoInstancesException>(() => Collect(empty.GenerateAsync("x", Ct)));
+        _tracing!.ForceFlush();
+
+        var cancelled = _spans.Single(s => s.OperationName == "request_migration.call" && Tag(s, RuntimeTelemetry.Attributes.Endpoint) == Endpoint);
+        cancelled.Status.ShouldBe(ActivityStatusCode.Error);
+        Tag(cancelled, RuntimeTelemetry.Attributes.ErrorType).ShouldBe(nameof(OperationCanceledException));
+        var nobody = _spans.Single(s => s.OperationName == "request_migration.call" && Tag(s, RuntimeTelemetry.Attributes.Endpoint) == "trace/backend/nobody");
+        nobody.Status.ShouldBe(ActivityStatusCode.Error);
+        Tag(nobody, RuntimeTelemetry.Attributes.ErrorType).ShouldBe(nameof(NoInstancesException));
+    }
+
+    [Fact]
     public async Task Without_a_listener_on_the_router_side_the_request_carries_no_trace_context()
     {
         // Only server spans are recorded: a traceparent in the request header would make the server span a child
@@ -184,6 +211,14 @@ public sealed class TracingTests : IAsyncLifetime
             await Task.Yield();
             yield return $"{name}:{i}";
         }
+    }
+
+    private static async IAsyncEnumerable<string> Hanging(TaskCompletionSource started, RequestContext ctx)
+    {
+        yield return "first";
+        started.TrySetResult();
+        await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
+        yield return "never";
     }
 
 #pragma warning disable CS1998
