@@ -98,9 +98,9 @@ public sealed class TracingTests : IAsyncLifetime
     public async Task A_heartbeat_failure_is_an_event_on_the_attempt_it_interrupted()
     {
         const string Endpoint = "trace/backend/stalled";
-        var stalled = await _cluster.StartServerAsync<string, string>((_, ctx) => Stalling("stalled", 4, stallAfter: 2, ctx), Endpoint);
+        var stalled = await _cluster.StartServerAsync<string, string>((_, ctx) => Resumable("stalled", 4, stallAfter: 2, ctx), Endpoint);
         stalled.AnswerHeartbeats = false;
-        var good = await _cluster.StartServerAsync<string, string>((_, ctx) => Stalling("good", 4, stallAfter: -1, ctx), Endpoint);
+        var good = await _cluster.StartServerAsync<string, string>((_, ctx) => Resumable("good", 4, stallAfter: -1, ctx), Endpoint);
         var runtime = _cluster.Runtime();
         runtime.LoadBalancingPolicies.Register("sticky", () => new RouterFaultTests.StickyPolicy(() => stalled.InstanceId));
         var router = runtime.CreateRouter<string, string>(EndpointId.Parse(Endpoint), new RouterOptions
@@ -192,20 +192,6 @@ public sealed class TracingTests : IAsyncLifetime
             if (i == cutAt)
             {
                 throw new AbortStreamException("trace test cut");
-            }
-
-            await Task.Yield();
-            yield return $"{name}:{i}";
-        }
-    }
-
-    private static async IAsyncEnumerable<string> Stalling(string name, int count, int stallAfter, RequestContext ctx)
-    {
-        for (var i = (int)ctx.ResumeFrom; i < count; i++)
-        {
-            if (i == stallAfter)
-            {
-                await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
             }
 
             await Task.Yield();

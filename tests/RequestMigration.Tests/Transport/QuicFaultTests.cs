@@ -28,11 +28,7 @@ public sealed class QuicFaultTests : IAsyncLifetime
     [Fact]
     public async Task A_connect_that_timed_out_does_not_poison_later_requests_to_that_address()
     {
-        // A UDP port that swallows everything: the handshake gets no answer (no ICMP either) and times out.
-        var blackHole = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        var port = ((IPEndPoint)blackHole.Client.LocalEndPoint!).Port;
-        var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
-        var connector = runtime.Transports.ConnectorFor(TransportKinds.Quic);
+        var (blackHole, port, connector) = BlackHoleWithOneSecondConnects();
 
         var started = System.Diagnostics.Stopwatch.StartNew();
         var ex = await Should.ThrowAsync<IOException>(async () => await connector.OpenAsync($"127.0.0.1:{port}", Ct));
@@ -51,10 +47,7 @@ public sealed class QuicFaultTests : IAsyncLifetime
     [Fact]
     public async Task A_connect_that_failed_after_its_only_caller_gave_up_is_not_served_to_the_next_request()
     {
-        var blackHole = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        var port = ((IPEndPoint)blackHole.Client.LocalEndPoint!).Port;
-        var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
-        var connector = runtime.Transports.ConnectorFor(TransportKinds.Quic);
+        var (blackHole, port, connector) = BlackHoleWithOneSecondConnects();
 
         // The only caller stops waiting long before the connect times out; the connect goes on and then fails
         // with nobody left to see it.
@@ -72,6 +65,14 @@ public sealed class QuicFaultTests : IAsyncLifetime
         await _cluster.StartServerAsync<string, string>(Echo, configure: o => o.ListenPort = port);
         await using var stream = await connector.OpenAsync($"127.0.0.1:{port}", Ct);
         stream.ConnectionId.ShouldStartWith($"127.0.0.1:{port}#");
+    }
+
+    /// <summary>A UDP port that swallows everything (a handshake gets no answer, no ICMP either), and a QUIC connector whose connects time out after 1 s.</summary>
+    private (UdpClient BlackHole, int Port, IClientConnector Connector) BlackHoleWithOneSecondConnects()
+    {
+        var blackHole = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var runtime = _cluster.Runtime(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+        return (blackHole, ((IPEndPoint)blackHole.Client.LocalEndPoint!).Port, runtime.Transports.ConnectorFor(TransportKinds.Quic));
     }
 
     [Fact]

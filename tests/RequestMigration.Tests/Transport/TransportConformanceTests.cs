@@ -424,7 +424,8 @@ public abstract class TransportConformanceTests : IAsyncLifetime
         Cluster.Logs.Contains("heartbeat ok").ShouldBeTrue();
     }
 
-    private static async IAsyncEnumerable<string> Resumable(string name, int count, int stallAfter, RequestContext ctx)
+    /// <summary>Items "{name}:{i}" from where a migrated request resumes; at <paramref name="stallAfter"/> it stalls until cancelled.</summary>
+    internal static async IAsyncEnumerable<string> Resumable(string name, int count, int stallAfter, RequestContext ctx)
     {
         for (var i = (int)ctx.ResumeFrom; i < count; i++)
         {
