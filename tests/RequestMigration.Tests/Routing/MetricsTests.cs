@@ -111,6 +111,28 @@ public sealed class MetricsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_heartbeat_failure_is_counted_with_the_failover_it_causes()
+    {
+        using var heartbeatFailures = Collector<long>(Names.RouterHeartbeatFailures);
+        using var failovers = Collector<long>(Names.RouterFailovers);
+        var stalled = await _cluster.StartServerAsync<string, string>((_, ctx) => Resumable("stalled", 4, stallAfter: 2, ctx));
+        stalled.AnswerHeartbeats = false;
+        await _cluster.StartServerAsync<string, string>((_, ctx) => Resumable("good", 4, stallAfter: -1, ctx));
+        var router = await StickyRouterAsync(2, stalled.InstanceId, new RouterOptions
+        {
+            Migration = true,
+            Heartbeat = new RequestMigration.Health.HeartbeatOptions { Interval = TimeSpan.FromMilliseconds(200), Timeout = TimeSpan.FromMilliseconds(100) },
+        });
+
+        (await Collect(router.GenerateAsync("x", Ct)).WaitAsync(TimeSpan.FromSeconds(20), Ct)).Select(i => i.Data).ShouldBe(["stalled:0", "stalled:1", "good:2", "good:3"]);
+
+        var counted = heartbeatFailures.GetMeasurementSnapshot().ShouldHaveSingleItem();
+        counted.Value.ShouldBe(1);
+        Tag(counted.Tags, Attr.Endpoint).ShouldBe(Endpoint);
+        failovers.GetMeasurementSnapshot().ShouldHaveSingleItem().Value.ShouldBe(1);
+    }
+
+    [Fact]
     public async Task Failed_calls_carry_error_type_on_their_duration_and_attempts()
     {
         using var attempts = Collector<long>(Names.RouterAttempts);
