@@ -95,11 +95,10 @@ internal sealed class StreamSession
                 catch (ProtocolException ex)
                 {
                     _server.OnRejected(_connection, ex.Code);
-                    if (ex.Code == ErrorCode.Unavailable)
+                    if (ex.Limit is { } limit)
                     {
-                        // The frame reader's only Unavailable is the server-wide budget for incomplete frames: a
-                        // limit, so logged like the others (once per peer per interval), not once per connection.
-                        _server.OnLimit(nameof(ServerLimits.MaxBufferedRequestBytes), RejectionLog.PeerOf(_connection.Remote), ex.Message);
+                        // A limit, logged like the others (once per peer per interval), not once per connection.
+                        _server.OnLimit(limit, RejectionLog.PeerOf(_connection.Remote), ex.Message);
                     }
                     else
                     {

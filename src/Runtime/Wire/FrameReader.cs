@@ -130,7 +130,8 @@ internal sealed class FrameReader(Stream stream, int maxFrameSize, BufferBudget?
                 throw new ProtocolException(
                     $"server busy: a request frame of {_pendingFrame - FrameWriter.HeaderSize} bytes, {held} of them received, would take the bytes held for incomplete frames "
                     + $"over the server's limit of {budget.Limit} (MaxBufferedRequestBytes, DYN_MAX_BUFFERED_BYTES); {budget.InUse} are held now",
-                    ErrorCode.Unavailable);
+                    ErrorCode.Unavailable,
+                    nameof(Serving.ServerLimits.MaxBufferedRequestBytes));
             }
 
             _charged = held;

@@ -67,9 +67,12 @@ public static class StreamErrors
         || (message is not null && message.Contains(StreamIncomplete, StringComparison.Ordinal));
 }
 
-/// <summary>A peer broke the wire protocol (malformed, truncated or oversized frame).</summary>
-internal sealed class ProtocolException(string message, ErrorCode code = ErrorCode.BadRequest) : IOException(message)
+/// <summary>A peer broke the wire protocol (malformed, truncated or oversized frame), or ran into a server limit.</summary>
+internal sealed class ProtocolException(string message, ErrorCode code = ErrorCode.BadRequest, string? limit = null) : IOException(message)
 {
     /// <summary>The error code sent to the peer, when a response can still be sent.</summary>
     public ErrorCode Code { get; } = code;
+
+    /// <summary>The <c>ServerLimits</c> property the input ran into (logged and counted as a limit), or null.</summary>
+    public string? Limit { get; } = limit;
 }

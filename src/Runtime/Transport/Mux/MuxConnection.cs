@@ -627,9 +627,6 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), code);
         text.CopyTo(payload, 8);
         await SendQuietlyAsync(MuxFrameType.GoAway, MuxFlags.None, 0, payload).ConfigureAwait(false);
-
-        // A protocol error closes the connection right after this: the peer must get the GOAWAY naming the rule first.
-        await WhenWrittenAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
     }
 
     private async Task ReadLoopAsync()
@@ -664,6 +661,9 @@ internal sealed partial class MuxConnection : IAsyncDisposable
         {
             LogProtocolError(Id, ex.Message);
             await SendGoAwayAsync(ex.Code, ex.Message).ConfigureAwait(false);
+
+            // The connection closes right after this: the peer must get the GOAWAY naming the rule first.
+            await WhenWrittenAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
             Fail($"mux protocol error on {Id}: {ex.Message}");
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
