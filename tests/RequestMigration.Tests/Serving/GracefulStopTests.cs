@@ -91,30 +91,7 @@ public abstract class GracefulStopTests : IAsyncLifetime
             await Cluster.StartServerAsync<int, int>(Slow, configure: graceful),
         };
         var router = await Cluster.RouterAsync<int, int>(2);
-        var errors = new ConcurrentQueue<string>();
-        var completed = 0;
-        using var stop = new CancellationTokenSource();
-        var consumers = Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                try
-                {
-                    var items = await TransportConformanceTests.Collect(router.GenerateAsync(5, Ct));
-                    foreach (var e in items.Where(i => i.IsError))
-                    {
-                        errors.Enqueue(e.Comment!);
-                    }
-
-                    items.Where(i => !i.IsError).Select(i => i.Data).ShouldBe([0, 1, 2, 3, 4]);
-                    Interlocked.Increment(ref completed);
-                }
-                catch (RoutingException ex)
-                {
-                    errors.Enqueue(ex.Message);
-                }
-            }
-        })).ToArray();
+        var load = new ConsumerLoad(router, consumers: 6, Ct);
 
         // Replace each server in turn while requests keep coming, as a deployment would.
         for (var round = 0; round < 4; round++)
@@ -127,11 +104,10 @@ public abstract class GracefulStopTests : IAsyncLifetime
         }
 
         await Task.Delay(150, Ct);
-        await stop.CancelAsync();
-        await Task.WhenAll(consumers).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        await load.StopAsync(TimeSpan.FromSeconds(30), Ct);
 
-        errors.ShouldBeEmpty(string.Join('\n', errors));
-        completed.ShouldBeGreaterThan(20);
+        load.Errors.ShouldBeEmpty(string.Join('\n', load.Errors));
+        load.Completed.ShouldBeGreaterThan(20);
     }
 
 #pragma warning disable CS1998

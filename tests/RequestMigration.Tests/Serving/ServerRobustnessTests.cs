@@ -89,39 +89,15 @@ public sealed class ServerRobustnessTests : IAsyncLifetime
         var leaving = await _cluster.StartServerAsync<int, int>(Slow);
         await _cluster.StartServerAsync<int, int>(Slow);
         var router = await _cluster.RouterAsync<int, int>(2);
-        var errors = new ConcurrentQueue<string>();
-        var completed = 0;
-        using var stop = new CancellationTokenSource();
-        var consumers = Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                try
-                {
-                    var items = await TransportConformanceTests.Collect(router.GenerateAsync(5, Ct));
-                    foreach (var e in items.Where(i => i.IsError))
-                    {
-                        errors.Enqueue(e.Comment!);
-                    }
-
-                    items.Where(i => !i.IsError).Select(i => i.Data).ShouldBe([0, 1, 2, 3, 4]);
-                    Interlocked.Increment(ref completed);
-                }
-                catch (RoutingException ex)
-                {
-                    errors.Enqueue(ex.Message);
-                }
-            }
-        })).ToArray();
+        var load = new ConsumerLoad(router, consumers: 6, Ct);
 
         await Task.Delay(300, Ct);
         await leaving.StopAsync(Ct);
         await Task.Delay(300, Ct);
-        await stop.CancelAsync();
-        await Task.WhenAll(consumers).WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await load.StopAsync(TimeSpan.FromSeconds(20), Ct);
 
-        errors.ShouldBeEmpty();
-        completed.ShouldBeGreaterThan(20);
+        load.Errors.ShouldBeEmpty();
+        load.Completed.ShouldBeGreaterThan(20);
     }
 
     [Fact]

@@ -25,37 +25,7 @@ public sealed class MuxStressTests : IAsyncLifetime
         await _cluster.StartServerAsync<int, int>(Count);
         var router = await _cluster.RouterAsync<int, int>(2, new RouterOptions { MaxAttempts = 1, InhibitDuration = TimeSpan.Zero });
         var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var done = 0;
-        await Task.WhenAll(Enumerable.Range(0, 32).Select(_ => Task.Run(async () =>
-        {
-            for (var i = 0; i < 150; i++)
-            {
-                var n = 0;
-                try
-                {
-                    await foreach (var item in router.GenerateAsync(10, Ct))
-                    {
-                        if (item.IsError)
-                        {
-                            errors.Enqueue(item.Comment!);
-                        }
-                        else
-                        {
-                            n++;
-                        }
-                    }
-                }
-                catch (RoutingException ex)
-                {
-                    errors.Enqueue(ex.Message);
-                }
-
-                if (n == 10)
-                {
-                    Interlocked.Increment(ref done);
-                }
-            }
-        }, Ct)));
+        var done = await CallersAsync(router, errors, i => i < 150);
 
         errors.ShouldBeEmpty(string.Join("\n", errors.Take(5)));
         done.ShouldBe(32 * 150);
@@ -78,11 +48,20 @@ public sealed class MuxStressTests : IAsyncLifetime
         }
 
         var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var done = 0;
         var until = DateTime.UtcNow.AddSeconds(3);
+        var done = await CallersAsync(router, errors, _ => DateTime.UtcNow < until);
+
+        errors.ShouldBeEmpty($"{errors.Count} errors after {done} requests: " + string.Join("\n", errors.Take(5)));
+        TestContext.Current.TestOutputHelper?.WriteLine($"{done} requests");
+    }
+
+    /// <summary>32 callers each sending 10-item requests while <paramref name="more"/> (given the caller's request count) says so; returns how many delivered all 10 items.</summary>
+    private static async Task<int> CallersAsync<T>(PushRouter<int, T> router, System.Collections.Concurrent.ConcurrentQueue<string> errors, Func<int, bool> more)
+    {
+        var done = 0;
         await Task.WhenAll(Enumerable.Range(0, 32).Select(_ => Task.Run(async () =>
         {
-            while (DateTime.UtcNow < until)
+            for (var i = 0; more(i); i++)
             {
                 var n = 0;
                 try
@@ -111,8 +90,7 @@ public sealed class MuxStressTests : IAsyncLifetime
             }
         }, Ct)));
 
-        errors.ShouldBeEmpty($"{errors.Count} errors after {done} requests: " + string.Join("\n", errors.Take(5)));
-        TestContext.Current.TestOutputHelper?.WriteLine($"{done} requests");
+        return done;
     }
 
 #pragma warning disable CS1998
