@@ -45,6 +45,18 @@ internal readonly record struct AttemptOutcome(AttemptResult Result, string Erro
 
     /// <summary>The call ends after this outcome, whatever budget is left.</summary>
     public bool EndsCall => Result is AttemptResult.Completed or AttemptResult.Rejected or AttemptResult.LocalFailure;
+
+    /// <summary>The result's name on spans (outcome) and metrics (<c>error.type</c>).</summary>
+    public static string Name(AttemptResult result) => result switch
+    {
+        AttemptResult.Completed => "completed",
+        AttemptResult.Unreachable => "unreachable",
+        AttemptResult.StaleConnection => "stale_connection",
+        AttemptResult.Draining => "draining",
+        AttemptResult.Broken => "broken",
+        AttemptResult.Rejected => "rejected",
+        _ => "local_failure",
+    };
 }
 
 /// <summary>

@@ -87,7 +87,7 @@ internal sealed class CallMetrics : IDisposable
         _attempt = null;
 
         // Abandoned (the consumer stopped or cancelled mid-attempt) is not a failure of the attempt, as on its span.
-        var errorType = outcome.Error is null || outcome.Result == AttemptResult.Completed ? null : ErrorType(outcome.Result);
+        var errorType = outcome.Error is null || outcome.Result == AttemptResult.Completed ? null : AttemptOutcome.Name(outcome.Result);
         if (!freeRetry && _instruments.Attempts.Enabled)
         {
             var tags = new TagList
@@ -181,16 +181,4 @@ internal sealed class CallMetrics : IDisposable
             _instruments.RouterActiveStreams.Add(-1, _endpoint);
         }
     }
-
-    /// <summary>An attempt's <c>error.type</c>: the same names as the attempt span's outcome.</summary>
-    internal static string ErrorType(AttemptResult result) => result switch
-    {
-        AttemptResult.Completed => "completed",
-        AttemptResult.Unreachable => "unreachable",
-        AttemptResult.StaleConnection => "stale_connection",
-        AttemptResult.Draining => "draining",
-        AttemptResult.Broken => "broken",
-        AttemptResult.Rejected => "rejected",
-        _ => "local_failure",
-    };
 }

@@ -73,7 +73,7 @@ internal static class CallTracing
             return;
         }
 
-        var result = outcome.Error is null ? "abandoned" : Name(outcome.Result);
+        var result = outcome.Error is null ? "abandoned" : AttemptOutcome.Name(outcome.Result);
         span.SetTag(Attr.Outcome, result);
         span.SetTag("request_migration.items", items);
         if (outcome.Exception is HeartbeatFailedException hb)
@@ -97,7 +97,7 @@ internal static class CallTracing
         {
             [Attr.InstanceId] = from.InstanceId.ToString("x", CultureInfo.InvariantCulture),
             [Attr.Attempt] = attempt,
-            [Attr.Outcome] = Name(outcome.Result),
+            [Attr.Outcome] = AttemptOutcome.Name(outcome.Result),
             ["reason"] = outcome.Error,
         }));
     }
@@ -151,17 +151,6 @@ internal static class CallTracing
             call.Dispose();
         }
     }
-
-    private static string Name(AttemptResult result) => result switch
-    {
-        AttemptResult.Completed => "completed",
-        AttemptResult.Unreachable => "unreachable",
-        AttemptResult.StaleConnection => "stale_connection",
-        AttemptResult.Draining => "draining",
-        AttemptResult.Broken => "broken",
-        AttemptResult.Rejected => "rejected",
-        _ => "local_failure",
-    };
 }
 
 /// <summary>The instance was declared failed by heartbeats and the attempt's stream broken on purpose.</summary>
