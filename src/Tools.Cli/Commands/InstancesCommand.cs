@@ -56,17 +56,10 @@ internal static class InstancesCommand
             return ExitCodes.Ok;
         }
 
-        var table = new Table().Border(TableBorder.Simple)
-            .AddColumn("ENDPOINT").AddColumn("INSTANCE").AddColumn("ADDRESS").AddColumn("TRANSPORT").AddColumn("TAGS").AddColumn(new TableColumn("AGE").RightAligned());
+        var table = CliOutput.WithInstanceColumns(new Table().Border(TableBorder.Simple));
         foreach (var (_, r) in instances)
         {
-            table.AddRow(
-                CliOutput.Esc(r.EndpointId.Path),
-                CliOutput.Esc(CliOutput.Id(r.InstanceId)),
-                CliOutput.Esc(r.Address),
-                CliOutput.Esc(CliOutput.Transport(r)),
-                CliOutput.Esc(r.Tags.Count == 0 ? "-" : InstanceTags.Format(r.Tags)),
-                r.RegisteredAt is { } at ? CliOutput.Age(now - at) : "-");
+            CliOutput.AddInstanceRow(table, r, r.RegisteredAt is { } at ? CliOutput.Age(now - at) : "-");
         }
 
         ctx.Output.Console.Write(table);

@@ -226,18 +226,11 @@ internal static class WatchCommand
     private static IRenderable Render(StoreConnection connection, SortedDictionary<(string, ulong), (InstanceRecord Record, DateTimeOffset Since)> members, Queue<MemberEvent> recent)
     {
         var now = DateTimeOffset.UtcNow;
-        var table = new Table().Border(TableBorder.Rounded)
-            .Title($"[bold]{CliOutput.Esc(connection.Description)}[/]: {members.Count} instance(s)")
-            .AddColumn("ENDPOINT").AddColumn("INSTANCE").AddColumn("ADDRESS").AddColumn("TRANSPORT").AddColumn("TAGS").AddColumn(new TableColumn("AGE").RightAligned());
+        var table = CliOutput.WithInstanceColumns(new Table().Border(TableBorder.Rounded)
+            .Title($"[bold]{CliOutput.Esc(connection.Description)}[/]: {members.Count} instance(s)"));
         foreach (var (r, since) in members.Values)
         {
-            table.AddRow(
-                CliOutput.Esc(r.EndpointId.Path),
-                CliOutput.Esc(CliOutput.Id(r.InstanceId)),
-                CliOutput.Esc(r.Address),
-                CliOutput.Esc(CliOutput.Transport(r)),
-                CliOutput.Esc(r.Tags.Count == 0 ? "-" : InstanceTags.Format(r.Tags)),
-                CliOutput.Age(now - since));
+            CliOutput.AddInstanceRow(table, r, CliOutput.Age(now - since));
         }
 
         var lines = recent.Select(e => e.Instance is { } r

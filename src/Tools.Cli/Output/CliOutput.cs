@@ -94,6 +94,20 @@ internal sealed class CliOutput
     public static string Transport(InstanceRecord r) =>
         r.Alternates.Count == 0 ? r.Transport : $"{r.Transport} (+{string.Join(",", r.Alternates.Select(a => a.Transport))})";
 
+    /// <summary>The instance table's columns (endpoint, instance, address, transport, tags, age), shared by every command.</summary>
+    public static Table WithInstanceColumns(Table table) =>
+        table.AddColumn("ENDPOINT").AddColumn("INSTANCE").AddColumn("ADDRESS").AddColumn("TRANSPORT").AddColumn("TAGS").AddColumn(new TableColumn("AGE").RightAligned());
+
+    /// <summary>One instance as a row of a table made with <see cref="WithInstanceColumns"/>; <paramref name="age"/> is already formatted.</summary>
+    public static Table AddInstanceRow(Table table, InstanceRecord r, string age) =>
+        table.AddRow(
+            Esc(r.EndpointId.Path),
+            Esc(Id(r.InstanceId)),
+            Esc(r.Address),
+            Esc(Transport(r)),
+            Esc(r.Tags.Count == 0 ? "-" : InstanceTags.Format(r.Tags)),
+            age);
+
     /// <summary>The JSON form of an instance, shared by every command.</summary>
     public static JsonObject InstanceJson(InstanceRecord r, DateTimeOffset now)
     {
