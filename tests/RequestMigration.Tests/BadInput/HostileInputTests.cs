@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using RequestMigration.Discovery.Instances;
 using RequestMigration.Serving;
+using RequestMigration.Tests.Infrastructure;
 using RequestMigration.Wire;
 using Shouldly;
 using Xunit;
@@ -217,21 +218,7 @@ public sealed class HostileInputTests : IAsyncLifetime
     /// <summary>Bad input is expected traffic: warnings, never errors (those mean the server itself failed).</summary>
     private void ShouldHaveLoggedNoErrors() => Server.Logs.Errors.ShouldBeEmpty(Server.Logs.Dump());
 
-    private static async Task<bool> WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-
-            await Task.Delay(10);
-        }
-
-        return true;
-    }
+    private static Task<bool> WaitUntilAsync(Func<bool> condition) => Wait.UntilAsync(condition, Timeout);
 
     private async Task<T> Own<T>(Task<T> create)
         where T : IAsyncDisposable

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using RequestMigration.Serving;
 using RequestMigration.Tests.BadInput;
+using RequestMigration.Tests.Infrastructure;
 using RequestMigration.Wire;
 using Shouldly;
 using Xunit;
@@ -222,19 +223,5 @@ public sealed class ServerLimitsTests
         error.Message.ShouldContain("exceeds the maximum frame size of 4194304 bytes");
     }
 
-    private static async Task<bool> WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-
-            await Task.Delay(10);
-        }
-
-        return true;
-    }
+    private static Task<bool> WaitUntilAsync(Func<bool> condition) => Wait.UntilAsync(condition, Timeout);
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using RequestMigration.Tests.Infrastructure;
 using RequestMigration.Wire;
 using Shouldly;
 using Xunit;
@@ -138,21 +139,7 @@ public sealed class FrameReaderBudgetTests
         return h;
     }
 
-    private static async Task<bool> WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-
-            await Task.Delay(5, Ct);
-        }
-
-        return true;
-    }
+    private static Task<bool> WaitUntilAsync(Func<bool> condition) => Wait.UntilAsync(condition, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(5));
 
     /// <summary>A memory pool that counts the bytes rented and not yet returned.</summary>
     private sealed class CountingPool : MemoryPool<byte>
